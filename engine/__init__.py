@@ -1,0 +1,1 @@
+"""Puppetry's engine: applies trained models to photos. No Qt, no torch."""

@@ -1,0 +1,1 @@
+"""Puppetry's trainer (PyTorch): fits domain pairs and exports model packages."""
