@@ -40,6 +40,7 @@ run: apt-run $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/imageio.py
+	$(PY) benchmarks/engine.py
 
 build: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[build]'
