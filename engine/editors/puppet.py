@@ -24,6 +24,7 @@ from engine.editors.base import (
     opposite_polarity,
     to_model_input,
 )
+from engine.editors.tone import ToneMap
 from engine.package import ModelPackage
 
 ATTRIBUTE_CODE_CACHE = 256
@@ -31,10 +32,11 @@ ATTRIBUTE_CODE_CACHE = 256
 
 @dataclass(frozen=True)
 class PuppetState:
-    """What `prepare` keeps of a photo region: its rest code and whether it was inverted to match the model."""
+    """What `prepare` keeps of a photo region: its rest code, whether it was inverted, and (grey models) its tones."""
 
     rest_code: np.ndarray  # (1, rest dims) float32
     inverted: bool
+    tone: ToneMap | None = None
 
 
 class PuppetEditor(Editor):
@@ -61,12 +63,21 @@ class PuppetEditor(Editor):
             raise PackageError(f"model package '{package.name}' ({package.source}): editor 'puppet' needs a 'puppet' section")
 
     def prepare(self, region: np.ndarray) -> PuppetState:
-        """Encode the photo region; a region of the opposite polarity is inverted first."""
+        """Encode the photo region; a region of the opposite polarity is inverted first.
+
+        Greyscale models get the region tone-mapped into their domain (see
+        `engine.editors.tone`), so ink on paper looks like what they were
+        trained on, and their output is coloured back with the region's tones.
+        """
         self.check_region(region)
-        inverted = opposite_polarity(region, self.package.normalisation.polarity)
-        image = to_model_input(region, self.package.normalisation, self.package.channels, invert=inverted)
-        rest_code = self.run("encoder", image=image)["rest_code"]
-        return PuppetState(rest_code=rest_code, inverted=inverted)
+        normalisation = self.package.normalisation
+        if normalisation.grayscale:
+            tone = ToneMap.fit(region, normalisation.polarity)
+            image = self._amount_to_input(tone.to_amount(region))
+            return PuppetState(self.run("encoder", image=image)["rest_code"], tone.inverted, tone)
+        inverted = opposite_polarity(region, normalisation.polarity)
+        image = to_model_input(region, normalisation, self.package.channels, invert=inverted)
+        return PuppetState(self.run("encoder", image=image)["rest_code"], inverted)
 
     def apply(self, state: PuppetState, controls: Mapping[str, object]) -> np.ndarray:
         """Render the puppet at `controls`, take its attribute code, decode it with the photo's rest code."""
@@ -75,6 +86,9 @@ class PuppetEditor(Editor):
         attribute_code = self._attribute_codes.get_or_compute(key, lambda: self._encode_puppet(values))
         decoded = self.run("decoder_real", attribute_code=attribute_code, rest_code=state.rest_code)
         (image,) = decoded.values()
+        if state.tone is not None:
+            low, high = self.package.normalisation.range
+            return state.tone.to_colour((image[0].mean(axis=0) - low) / (high - low))
         return from_model_output(image, self.package.normalisation, invert=state.inverted)
 
     def precompute(self, controls: Mapping[str, object], name: str, values: Iterable[float]) -> int:
@@ -109,6 +123,12 @@ class PuppetEditor(Editor):
         for name, control in self.controls.items():
             values.setdefault(name, float(control.default))
         return values
+
+    def _amount_to_input(self, amount: np.ndarray) -> np.ndarray:
+        """(S, S) ink amount in [0, 1] → (1, C, S, S) float32 in the model's range."""
+        low, high = self.package.normalisation.range
+        scaled = (amount * (high - low) + low).astype(np.float32)
+        return np.ascontiguousarray(np.broadcast_to(scaled, (1, self.package.channels, *scaled.shape)))
 
     def _encode_puppet(self, values: Mapping[str, float]) -> np.ndarray:
         render = self.puppet.render(values, self.image_size)
