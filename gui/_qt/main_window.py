@@ -34,6 +34,7 @@ from gui._qt.controls_panel import IMAGE_SUFFIXES, ControlsPanel
 from gui._qt.history_panel import HistoryPanel
 from gui._qt.model_library import ModelLibrary
 from gui._qt.pipeline import EditPipeline
+from gui._qt.training_dialog import TrainingDialog
 from gui._qt.workers import JobRunner
 from gui.model.active_model import ActiveModel
 from gui.model.document import Document, PatchCommand
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.library_dir = library_dir
         self.include_bundled = include_bundled
         self.ask_before_discard = True
+        self.training_dialog: TrainingDialog | None = None
         self.document = Document(self)
         self.model = ActiveModel(self)
         self.runner = JobRunner(self)
@@ -124,6 +126,8 @@ class MainWindow(QMainWindow):
                                            "Save the edited photo to a new file")
         self.import_action = self._action("&Import Model…", self.choose_package, None,
                                           "Add a .puppetry model package")
+        self.train_action = self._action("&Train Model…", self.show_training, None,
+                                         "Train a new model on a puppet and real images; it lands in the library")
         self.quit_action = self._action("&Quit", self.close, std.Quit)
         self.undo_action = self.document.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence(std.Undo))
@@ -154,6 +158,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.save_as_action)
         file_menu.addSeparator()
         file_menu.addAction(self.import_action)
+        file_menu.addAction(self.train_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menus.addMenu("&Edit")
@@ -385,6 +390,24 @@ class MainWindow(QMainWindow):
             self.show_error("Could not import the model", str(error))
 
         self.runner.submit(lambda: import_package(path, self.library_dir, replace=True), imported, on_error=failed)
+
+    def show_training(self) -> None:
+        """The one training dialog of this window (non-modal; the run goes on while it is hidden)."""
+        if self.training_dialog is None:
+            self.training_dialog = TrainingDialog(self.library_dir, self)
+            self.training_dialog.run.finished.connect(lambda _path: self.refresh_library())
+            self.training_dialog.open_model.connect(self._open_trained_model)
+        self.training_dialog.show()
+        self.training_dialog.raise_()
+        self.training_dialog.activateWindow()
+
+    def _open_trained_model(self, name: str) -> None:
+        package = next((p for p in self.refresh_library() if p.name == name), None)
+        if package is None:
+            self.show_error("Could not open the model", f"'{name}' is not in the model library any more.")
+            return
+        self.library.select(name)
+        self.activate_model(package)
 
     def _model_changed(self) -> None:
         package = self.model.package
