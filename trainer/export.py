@@ -186,7 +186,7 @@ def write_package(out_dir: Path, manifest_fields: Mapping[str, Any], graphs: Map
             shutil.copyfile(source, target)
             entries[role] = {"file": target.name, "sha256": sha256_file(target), **graph_signature(target)}
         manifest = {"format_version": FORMAT_VERSION, **manifest_fields, "graphs": entries}
-        (building / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        (building / "manifest.json").write_text(json.dumps(manifest, indent=2, default=json_default) + "\n")
         _replace_folder(building, out_dir)
     except OSError as error:
         shutil.rmtree(building, ignore_errors=True)
@@ -238,7 +238,8 @@ def _replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """Numbers from numpy or torch in metrics become plain JSON numbers; paths become strings."""
     if isinstance(value, (np.generic, torch.Tensor)):
         return value.item()
     if isinstance(value, Path):

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from engine.errors import PuppetryError, TrainingError
 from engine.imageio import save_image
 from trainer import checkpoint as ckpt
-from trainer.export import zip_package
+from trainer.export import json_default, zip_package
 from trainer.methods import Method, config_from_dict, config_to_dict, load
 
 log = logging.getLogger(__name__)
@@ -441,7 +441,7 @@ class _EventLog:
     def emit(self, event: str, **fields: Any) -> None:
         if not self.enabled:
             return
-        line = json.dumps({"event": event, **fields}, default=_json_default)
+        line = json.dumps({"event": event, **fields}, default=json_default)
         if self.file is not None:
             self.file.write(line + "\n")
             self.file.flush()
@@ -600,15 +600,6 @@ def _python_state_to_json(state: tuple) -> list:
 def _python_state_from_json(values: list) -> tuple:
     version, internal, gauss = values
     return version, tuple(internal), gauss
-
-
-def _json_default(value: Any) -> Any:
-    """Numbers from numpy or torch in metrics become plain JSON numbers."""
-    if isinstance(value, (np.generic, torch.Tensor)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _one_line(error: BaseException) -> str:

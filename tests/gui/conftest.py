@@ -15,6 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from PySide6.QtCore import QSettings
 
+from gui._qt.main_window import MainWindow
+from gui.model.settings import Settings
+
 IMAGE_SIZE = 32
 CODE = 64
 PIXELS = 3 * IMAGE_SIZE * IMAGE_SIZE
@@ -265,3 +268,15 @@ def save_shot(widget: object, folder: Path, name: str) -> Path:
     if extra:
         image.save(str(Path(extra) / f"gui_{name}.png"))
     return path
+
+
+@pytest.fixture
+def window(qtbot, settings, models_dir) -> Iterator[MainWindow]:
+    """The main window on the tiny test models only (no bundled ones), shown at a fixed size."""
+    main = MainWindow(Settings(settings), library_dir=models_dir, include_bundled=False)
+    main.ask_before_discard = False
+    qtbot.addWidget(main)
+    main.resize(1280, 800)
+    main.show()
+    yield main
+    main.runner.wait()

@@ -19,17 +19,6 @@ from tests.gui.conftest import save_shot
 WAIT_MS = 10_000
 
 
-@pytest.fixture
-def window(qtbot, settings, models_dir) -> MainWindow:
-    main = MainWindow(Settings(settings), library_dir=models_dir, include_bundled=False)
-    main.ask_before_discard = False
-    qtbot.addWidget(main)
-    main.resize(1280, 800)
-    main.show()
-    yield main
-    main.runner.wait()
-
-
 def use_model(window: MainWindow, qtbot, name: str) -> None:
     package = next(p for p in window.library.packages() if p.name == name)
     window.activate_model(package)

@@ -5,26 +5,13 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from gui._qt.main_window import MainWindow
-from gui.model.settings import Settings
 from tests.gui.conftest import make_tiny_package, save_shot
 
 WAIT_MS = 10_000
-
-
-@pytest.fixture
-def window(qtbot, settings, models_dir) -> MainWindow:
-    main = MainWindow(Settings(settings), library_dir=models_dir, include_bundled=False)
-    main.ask_before_discard = False
-    qtbot.addWidget(main)
-    main.resize(1280, 800)
-    main.show()
-    yield main
-    main.runner.wait()
 
 
 def zip_package(folder: Path, target: Path) -> Path:
