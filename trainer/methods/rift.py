@@ -1,0 +1,629 @@
+"""RIFT: guided many-to-many translation through a capacity-restricted guide channel (papers.md §2).
+
+Two ResNet generators take an image plus one guide channel and return an image plus one guide
+channel. The guide of an image is what its own generator returns beside the translation when fed an
+empty guide, ``s(x) = G(x, zeros)[guide]``: whatever the translation to the other domain must drop.
+Translating ``a`` with the guide of ``b`` keeps what the domains share from ``a`` and takes what is
+specific to ``b``'s domain from ``b``. Nothing tells the model which attribute is which: the capacity
+loss (L1 of the guide plus Gaussian noise on it) leaves the guide room only for what the image cannot
+carry through the cycle, and the honesty terms (image noise, guess discriminator) stop the image from
+hiding the rest as steganography.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.editors import load as load_editor
+from engine.errors import PackageError, TrainingError
+from engine.imageio import save_image
+from engine.package import ModelPackage, load_package
+from trainer import checkpoint as ckpt
+from trainer.attributes import DEFAULT_CLASSIFIER, load_classifier
+from trainer.data.shapes_abc import SPLITS, ShapesABC
+from trainer.data.tensors import to_pixels, to_tensor
+from trainer.evaluate_guided import (
+    PAPER_RANDOM,
+    PAPER_RIFT,
+    compare,
+    evaluate_translation,
+    format_table,
+    heldout_pairs,
+    sample_labels,
+    table_rows,
+)
+from trainer.export import Graph, export_package
+from trainer.loop import read_config
+from trainer.methods.base import Method, MethodConfig, config_from_dict
+from trainer.nets import Norm, PatchGAN, ResNetGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RIFTConfig(MethodConfig):
+    """Everything a RIFT run needs; defaults are the released code's values (papers.md §2)."""
+
+    split: int = 1
+    image_size: int = 64
+    guide_size: int = 64  # side of the single-channel guide map (image size or a divisor of it)
+    width: int = 64
+    n_downsampling: int = 2
+    n_blocks: int = 9
+    norm: Norm = "instance"
+    disc_width: int = 64
+    batch_size: int = 8
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    steps: int = 100_000  # paper: 200 epochs; 3D-Shapes-ABC renders on demand, so steps, not epochs
+    decay_start: float = 0.5  # linear lr decay over the second half (paper: epochs 100 to 200 of 200)
+    w_adversarial: float = 1.0
+    w_cycle: float = 10.0
+    w_identity: float = 1.0
+    w_guide_recovery: float = 10.0  # weight not given in papers.md; taken equal to the cycle's
+    w_capacity: float = 1.0  # paper range 0.5–2
+    guide_noise: float = 0.3  # paper range 0.1–0.5
+    image_noise: float = 0.5  # paper range 0.5–1.2 (on [-1, 1] pixels)
+    w_honesty: float = 2.0  # paper range 2–4
+    eval_pairs: int = 300  # held-out pairs per direction for the in-training eval event
+    classifier: str = ""  # factor classifier weights; "" = resources/classifiers/shapes_factors.safetensors
+
+    def __post_init__(self) -> None:
+        if self.split not in (1, 2, 3):
+            raise TrainingError(f"RIFT setting split={self.split}: 3D-Shapes-ABC has splits 1, 2 and 3.")
+        if self.image_size % self.guide_size:
+            raise TrainingError(
+                f"RIFT setting guide_size={self.guide_size} must divide image_size={self.image_size}."
+            )
+        if self.image_size % (2**self.n_downsampling):
+            raise TrainingError(
+                f"RIFT setting image_size={self.image_size} must be divisible by 2**n_downsampling="
+                f"{2**self.n_downsampling}."
+            )
+
+
+class GuidedGenerator(nn.Module):
+    """ResNet generator with 3+1 channels in and out: (image, guide) -> (image, guide).
+
+    The guide enters and leaves at ``guide_size``; inside, it is one extra image-sized channel
+    (nearest upsampling in, average pooling out), as in the released code when the sizes match.
+    """
+
+    def __init__(self, config: RIFTConfig) -> None:
+        super().__init__()
+        self.scale = config.image_size // config.guide_size
+        self.body = ResNetGenerator(
+            in_channels=4,
+            out_channels=4,
+            width=config.width,
+            n_downsampling=config.n_downsampling,
+            n_blocks=config.n_blocks,
+            norm=config.norm,
+        )
+
+    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        guide_plane = guide if self.scale == 1 else F.interpolate(guide, scale_factor=self.scale, mode="nearest")
+        raw = self.body(torch.cat([image, guide_plane], dim=1))  # (B, 4, H, W)
+        image_out = torch.tanh(raw[:, :3])
+        guide_out = raw[:, 3:]
+        if self.scale > 1:
+            guide_out = F.avg_pool2d(guide_out, self.scale)  # (B, 1, g, g)
+        return image_out, guide_out
+
+    def empty_guide(self, image: torch.Tensor) -> torch.Tensor:
+        """The all-zero guide for a batch of images: what s(x) is computed from."""
+        side = image.shape[-1] // self.scale
+        return image.new_zeros(image.shape[0], 1, side, side)
+
+    def guide_of(self, image: torch.Tensor) -> torch.Tensor:
+        """s(x) = G(x, zeros)[guide]: the part of x that the translation to the other domain drops."""
+        return self(image, self.empty_guide(image))[1]
+
+
+# --- losses: each a small function of tensors ------------------------------------------------------
+
+
+def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    """Least-squares GAN loss: mean squared distance of the patch scores to 1 (real) or 0 (fake)."""
+    target = 1.0 if target_is_real else 0.0
+    return torch.mean((prediction - target) ** 2)
+
+
+def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """L1 between an image and its round trip through both generators."""
+    return torch.mean(torch.abs(reconstruction - original))
+
+
+def identity_loss(output: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """L1 between an image of the target domain fed with its own guide and the generator's output."""
+    return torch.mean(torch.abs(output - original))
+
+
+def guide_recovery_loss(recovered_guide: torch.Tensor, fed_guide: torch.Tensor) -> torch.Tensor:
+    """L1 between the guide fed into one generator and the guide the other reads back from its output.
+
+    This is what makes a translation take the guide's domain-specific attributes: the backward
+    generator must find in the translation the same guide that was put in.
+    """
+    return torch.mean(torch.abs(recovered_guide - fed_guide))
+
+
+def capacity_loss(guide: torch.Tensor) -> torch.Tensor:
+    """L1 norm of the guide map; with fixed noise on it, it bounds what the guide can carry.
+
+    MI <= dim(s) * log2(1 + L / sigma^2) with L = E||s||^2 (papers.md §2).
+    """
+    return torch.mean(torch.abs(guide))
+
+
+def add_noise(tensor: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Gaussian noise of std ``sigma``; used on guides (capacity) and on generator inputs (honesty)."""
+    if sigma == 0.0:
+        return tensor
+    noise = torch.randn(tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype)
+    return tensor + sigma * noise
+
+
+def guess_pairs(
+    original: torch.Tensor, reconstruction: torch.Tensor, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(original, reconstruction) stacked on channels in random order, and the order per sample.
+
+    Returns pairs (B, 6, H, W) and ``original_first`` (B,) in {0., 1.}: the guess discriminator's
+    target (papers.md §5).
+    """
+    coin = torch.rand(original.shape[0], generator=generator, device=original.device) < 0.5
+    original_first = coin.to(original.dtype)
+    mask = original_first.view(-1, 1, 1, 1)
+    first = mask * original + (1 - mask) * reconstruction
+    second = mask * reconstruction + (1 - mask) * original
+    return torch.cat([first, second], dim=1), original_first
+
+
+def guess_loss(prediction: torch.Tensor, original_first: torch.Tensor, fool: bool) -> torch.Tensor:
+    """LSGAN loss of the guess discriminator: score 1 where the original came first, else 0.
+
+    With ``fool`` the targets are flipped: the generators' honesty term, which they can only win by
+    making reconstructions that are no easier to tell from the original than the other way round.
+    """
+    target = original_first.view(-1, 1, 1, 1).expand_as(prediction)
+    if fool:
+        target = 1.0 - target
+    return torch.mean((prediction - target) ** 2)
+
+
+# --- the model -------------------------------------------------------------------------------------
+
+
+class RIFTModel(nn.Module):
+    """The two guided generators and three discriminators (one per domain, one guess)."""
+
+    def __init__(self, config: RIFTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.a2b = GuidedGenerator(config)
+        self.b2a = GuidedGenerator(config)
+        self.disc_a = PatchGAN(3, config.disc_width, norm=config.norm)
+        self.disc_b = PatchGAN(3, config.disc_width, norm=config.norm)
+        self.disc_guess = PatchGAN(6, config.disc_width, norm=config.norm)  # (original, reconstruction) pairs
+
+    def generators(self) -> list[nn.Module]:
+        return [self.a2b, self.b2a]
+
+    def discriminators(self) -> list[nn.Module]:
+        return [self.disc_a, self.disc_b, self.disc_guess]
+
+    def translate(self, source: torch.Tensor, guide_image: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
+        """F(source, guide): the source translated into the guide's domain with the guide's specifics."""
+        forward, backward = (self.a2b, self.b2a) if direction == "a2b" else (self.b2a, self.a2b)
+        return forward(source, backward.guide_of(guide_image))[0]
+
+    def translate_without_guide(self, source: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
+        """The same generator with an all-zero guide: the one-to-one (CycleGAN-style) baseline."""
+        forward = self.a2b if direction == "a2b" else self.b2a
+        return forward(source, forward.empty_guide(source))[0]
+
+    def forward_pass(self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """Every image and guide one training step needs, computed once for both domains."""
+        c = self.config
+        guide_a = self.a2b.guide_of(a)  # s(a): what A->B drops from a
+        guide_b = self.b2a.guide_of(b)  # s(b): what B->A drops from b
+        noisy_guide_a = add_noise(guide_a, c.guide_noise, generator)
+        noisy_guide_b = add_noise(guide_b, c.guide_noise, generator)
+        fake_b, _ = self.a2b(add_noise(a, c.image_noise, generator), noisy_guide_b)
+        fake_a, _ = self.b2a(add_noise(b, c.image_noise, generator), noisy_guide_a)
+        rec_a, recovered_guide_b = self.b2a(add_noise(fake_b, c.image_noise, generator), noisy_guide_a)
+        rec_b, recovered_guide_a = self.a2b(add_noise(fake_a, c.image_noise, generator), noisy_guide_b)
+        idt_b, _ = self.a2b(b, guide_b)
+        idt_a, _ = self.b2a(a, guide_a)
+        return {
+            "guide_a": guide_a, "guide_b": guide_b,
+            "fake_a": fake_a, "fake_b": fake_b,
+            "rec_a": rec_a, "rec_b": rec_b,
+            "recovered_guide_a": recovered_guide_a, "recovered_guide_b": recovered_guide_b,
+            "idt_a": idt_a, "idt_b": idt_b,
+        }
+
+    def generator_losses(
+        self, a: torch.Tensor, b: torch.Tensor, out: Mapping[str, torch.Tensor], generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        """Named, unweighted generator-side terms."""
+        pairs_a, order_a = guess_pairs(a, out["rec_a"], generator)
+        pairs_b, order_b = guess_pairs(b, out["rec_b"], generator)
+        return {
+            "adversarial": lsgan_loss(self.disc_b(out["fake_b"]), True) + lsgan_loss(self.disc_a(out["fake_a"]), True),
+            "cycle": cycle_loss(out["rec_a"], a) + cycle_loss(out["rec_b"], b),
+            "identity": identity_loss(out["idt_a"], a) + identity_loss(out["idt_b"], b),
+            "guide_recovery": guide_recovery_loss(out["recovered_guide_b"], out["guide_b"])
+            + guide_recovery_loss(out["recovered_guide_a"], out["guide_a"]),
+            "capacity": capacity_loss(out["guide_a"]) + capacity_loss(out["guide_b"]),
+            "honesty": guess_loss(self.disc_guess(pairs_a), order_a, fool=True)
+            + guess_loss(self.disc_guess(pairs_b), order_b, fool=True),
+        }
+
+    def weighted_generator_loss(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        weights = {
+            "adversarial": c.w_adversarial, "cycle": c.w_cycle, "identity": c.w_identity,
+            "guide_recovery": c.w_guide_recovery, "capacity": c.w_capacity, "honesty": c.w_honesty,
+        }
+        return sum(weights[name] * value for name, value in terms.items())
+
+    def discriminator_losses(
+        self, a: torch.Tensor, b: torch.Tensor, out: Mapping[str, torch.Tensor], generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        """Named discriminator terms on detached generator outputs (each halved, as in CycleGAN)."""
+        fake_a, fake_b = out["fake_a"].detach(), out["fake_b"].detach()
+        pairs_a, order_a = guess_pairs(a, out["rec_a"].detach(), generator)
+        pairs_b, order_b = guess_pairs(b, out["rec_b"].detach(), generator)
+        return {
+            "disc_a": 0.5 * (lsgan_loss(self.disc_a(a), True) + lsgan_loss(self.disc_a(fake_a), False)),
+            "disc_b": 0.5 * (lsgan_loss(self.disc_b(b), True) + lsgan_loss(self.disc_b(fake_b), False)),
+            "disc_guess": 0.5 * (guess_loss(self.disc_guess(pairs_a), order_a, fool=False)
+                                 + guess_loss(self.disc_guess(pairs_b), order_b, fool=False)),
+        }
+
+
+def learning_rate(config: RIFTConfig, step: int) -> float:
+    """Constant, then linear decay to zero from ``decay_start * steps`` to ``steps``."""
+    decay_from = config.decay_start * config.steps
+    if step < decay_from:
+        return config.lr
+    return config.lr * max(0.0, (config.steps - step) / max(1.0, config.steps - decay_from))
+
+
+class RIFT(Method):
+    """RIFT on 3D-Shapes-ABC: domain A and B renders of one split, drawn fresh every step."""
+
+    name = "rift"
+    config_class = RIFTConfig
+
+    def __init__(self, config: RIFTConfig, device: torch.device, seed: int) -> None:
+        super().__init__(config, device, seed)
+        self.data = ShapesABC(config.split, size=config.image_size)
+        self.model = RIFTModel(config).to(device)
+        betas = (config.beta1, config.beta2)
+        self.opt_generators = torch.optim.Adam(
+            [p for g in self.model.generators() for p in g.parameters()], lr=config.lr, betas=betas)
+        self.opt_discriminators = torch.optim.Adam(
+            [p for d in self.model.discriminators() for p in d.parameters()], lr=config.lr, betas=betas)
+        preview_rng = np.random.default_rng(seed + 7_919)  # fixed held-out inputs, so previews are comparable
+        self.preview_sources = self.data.render(sample_labels(self.data, "A", 4, preview_rng, heldout=True))
+        self.preview_guides = self.data.render(sample_labels(self.data, "B", 6, preview_rng, heldout=True))
+        self._eval_pairs: dict | None = None
+        self._classifier = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"a2b": self.model.a2b, "b2a": self.model.b2a, "disc_a": self.model.disc_a,
+                "disc_b": self.model.disc_b, "disc_guess": self.model.disc_guess}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generators": self.opt_generators, "discriminators": self.opt_discriminators}
+
+    def draw_batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch per domain from the training combinations, labels drawn through the run's generator."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        n = self.config.batch_size
+        a = self.data.render(sample_labels(self.data, "A", n, rng, heldout=False))
+        b = self.data.render(sample_labels(self.data, "B", n, rng, heldout=False))
+        return to_tensor(a, self.device), to_tensor(b, self.device)  # (B, 3, S, S) each, in [-1, 1]
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        lr = learning_rate(self.config, step)
+        for optimizer in (self.opt_generators, self.opt_discriminators):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        a, b = self.draw_batch(generator)
+        out = self.model.forward_pass(a, b, generator)
+        discriminators = self.model.discriminators()
+        for d in discriminators:
+            d.requires_grad_(False)
+        terms = self.model.generator_losses(a, b, out, generator)
+        total = self.model.weighted_generator_loss(terms)
+        self.opt_generators.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_generators.step()
+        for d in discriminators:
+            d.requires_grad_(True)
+        d_terms = self.model.discriminator_losses(a, b, out, generator)
+        self.opt_discriminators.zero_grad(set_to_none=True)
+        sum(d_terms.values()).backward()
+        self.opt_discriminators.step()
+        losses = {name: float(value.detach()) for name, value in {**terms, **d_terms}.items()}
+        losses["generator_total"] = float(total.detach())
+        losses["guide_abs"] = 0.5 * float((out["guide_a"].abs().mean() + out["guide_b"].abs().mean()).detach())
+        return losses
+
+    @torch.no_grad()
+    def translate(self, sources: np.ndarray, guides: np.ndarray, direction: str = "a2b") -> np.ndarray:
+        """F(source, guide) on uint8 images, in eval mode, as the editor runs it."""
+        was_training = self.model.training
+        self.model.eval()
+        outputs = self.model.translate(to_tensor(sources, self.device), to_tensor(guides, self.device), direction)
+        self.model.train(was_training)
+        return to_pixels(outputs)
+
+    @torch.no_grad()
+    def translate_without_guide(self, sources: np.ndarray, guides: np.ndarray, direction: str = "a2b") -> np.ndarray:
+        """The guide-free baseline: the same generator fed an all-zero guide; `guides` is ignored."""
+        was_training = self.model.training
+        self.model.eval()
+        outputs = self.model.translate_without_guide(to_tensor(sources, self.device), direction)
+        self.model.train(was_training)
+        return to_pixels(outputs)
+
+    def grid(self, sources: np.ndarray, guides: np.ndarray) -> np.ndarray:
+        """Sources down the left, guides along the top, F(source, guide) in the cells: (H, W, 3) uint8."""
+        size = sources.shape[1]
+        blank = np.full((size, size, 3), 255, np.uint8)
+        rows = [np.concatenate([blank, *guides], axis=1)]
+        for source in sources:
+            outputs = self.translate(np.repeat(source[None], len(guides), axis=0), guides)
+            rows.append(np.concatenate([source, *outputs], axis=1))
+        return np.concatenate(rows, axis=0)
+
+    def preview(self) -> np.ndarray:
+        return self.grid(self.preview_sources, self.preview_guides)
+
+    def classifier_path(self) -> Path:
+        """The factor classifier this run is measured with."""
+        return Path(self.config.classifier) if self.config.classifier else DEFAULT_CLASSIFIER
+
+    def evaluate(self) -> dict[str, float] | None:
+        """ACC and RD on held-out pairs, when the factor classifier is on disk; else None (logged)."""
+        path = self.classifier_path()
+        if self._classifier is None:
+            if not path.is_file():
+                log.info("No factor classifier at %s: skipping the eval metrics.", path)
+                return None
+            self._classifier = load_classifier(path)[0].to(self.device)
+        if self._eval_pairs is None:
+            self._eval_pairs = heldout_pairs(self.data, self.config.eval_pairs, np.random.default_rng(self.seed + 104_729))
+        rows, summary = evaluate_translation(self.translate, self._classifier.predict, self._eval_pairs, self.config.split)
+        metrics = {f"{r.direction}_{r.attribute}": r.accuracy for r in rows}
+        metrics.update(summary)
+        return metrics
+
+    def export(self, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
+        return export_rift(self, out_dir, provenance)
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+class GuideEncoderGraph(nn.Module):
+    """The exported "guide_encoder": a guide-domain image -> its guide map s(y)."""
+
+    def __init__(self, backward: GuidedGenerator) -> None:
+        super().__init__()
+        self.backward = backward
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.backward.guide_of(image)  # (B, 1, g, g)
+
+
+class TranslatorGraph(nn.Module):
+    """The exported "translator": (source image, guide map) -> image in the guide's domain."""
+
+    def __init__(self, forward_generator: GuidedGenerator) -> None:
+        super().__init__()
+        self.forward_generator = forward_generator
+
+    def forward(self, image: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        return self.forward_generator(image, guide)[0]  # (B, 3, S, S) in [-1, 1]
+
+
+SAMPLE_GUIDES = 12
+SAMPLE_SIZE = 64
+
+
+EVALUATION_SEED = 2024  # the held-out pairs every RIFT table is measured on
+
+
+def full_evaluation(method: RIFT, classifier_path: Path | None = None, pairs_per_direction: int | None = None,
+                    seed: int = EVALUATION_SEED) -> dict[str, tuple[list, dict[str, float]]]:
+    """RIFT, its guide-free twin and the three baselines on held-out pairs, read by the factor classifier."""
+    classifier, _ = load_classifier(classifier_path or method.classifier_path())
+    n = pairs_per_direction or method.config.eval_pairs
+    pairs = heldout_pairs(method.data, n, np.random.default_rng(seed))
+    translations = {"RIFT (ours)": method.translate, "guide-free (ours)": method.translate_without_guide}
+    return compare(translations, classifier.predict, method.data, pairs, seed=seed + 1)
+
+
+def sample_guides(split: int, n: int, size: int, seed: int = 0) -> np.ndarray:
+    """`n` held-out domain-B renders: the guides a package offers in its picker, (n, size, size, 3) uint8."""
+    data = ShapesABC(split, size=size)
+    return data.render(sample_labels(data, "B", n, np.random.default_rng(seed + 31_337), heldout=True))
+
+
+def sample_source(split: int, size: int, seed: int = 0) -> np.ndarray:
+    """One held-out domain-A scene to try the editor on, (size, size, 3) uint8."""
+    data = ShapesABC(split, size=size)
+    return data.render(sample_labels(data, "A", 1, np.random.default_rng(seed + 27_183), heldout=True))[0]
+
+
+def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
+    """Write the guide package: ONNX graphs (parity-checked), sample guides, measured table when available."""
+
+
+    config = method.config
+    split = SPLITS[config.split]
+    size = config.image_size
+    example_image = torch.zeros(1, 3, size, size)
+    example_guide = torch.zeros(1, 1, config.guide_size, config.guide_size)
+    graphs = {
+        "guide_encoder": Graph(GuideEncoderGraph(method.model.b2a), (example_image,), ["image"], ["guide"]),
+        "translator": Graph(TranslatorGraph(method.model.a2b), (example_image, example_guide), ["image", "guide"], ["translated"]),
+    }
+    metrics: dict[str, Any] = {"notes": "No factor classifier was on disk at export; run `puppetry-train evaluate`."}
+    classifier_path = method.classifier_path()
+    if classifier_path.is_file():
+        results = full_evaluation(method, classifier_path)
+        _, report = load_classifier(classifier_path)
+        metrics = {
+            "data": {"dataset": "3D-Shapes-ABC", "split": config.split, "pairs_per_direction": config.eval_pairs,
+                     "seed": EVALUATION_SEED},
+            "table": table_rows(results["RIFT (ours)"][0]),
+            "summary": {name: {k: round(v, 1) for k, v in summary.items()} for name, (_, summary) in results.items()},
+            "paper": {"RIFT": PAPER_RIFT},
+            "classifier_heldout_accuracy": report.accuracy,
+            "notes": (f"ACC (%) over {config.eval_pairs} held-out pairs per direction whose factor labels differ; "
+                      "RD over both directions. Paper RIFT: ACC on 3D shapes, RD averaged over its three data sets."),
+        }
+    sample_names = [f"samples/guide_{k:02d}.png" for k in range(SAMPLE_GUIDES)]
+    manifest = {
+        "name": f"shapes-split{config.split}",
+        "title": f"3D shapes — guided translation (split {config.split})",
+        "method": "rift",
+        "editor": "guide",
+        "image_size": size,
+        "channels": 3,
+        "normalisation": {"range": [-1.0, 1.0], "grayscale": False, "polarity": None},
+        "guide": {
+            "source_domain": f"3D-Shapes-ABC split {config.split} domain A",
+            "guide_domain": f"3D-Shapes-ABC split {config.split} domain B",
+            "moves": list(split.specific_b),
+            "stays": list(split.shared),
+            "samples": sample_names,
+        },
+        "provenance": {**provenance, "data": f"3D-Shapes-ABC split {config.split}, `shapes` puppet renders at {size} px"},
+        "metrics": metrics,
+    }
+    samples = sample_guides(config.split, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed)
+    with tempfile.TemporaryDirectory(prefix="puppetry-rift-") as scratch:
+        (Path(scratch) / "samples").mkdir()
+        for name, image in zip(sample_names, samples):
+            save_image(Path(scratch) / name, image)
+        package = export_package(out_dir, manifest, graphs)
+        shutil.copytree(Path(scratch) / "samples", Path(package) / "samples", dirs_exist_ok=True)
+    return package
+
+
+def load_run(run_dir: Path, step: int | None = None) -> tuple[RIFT, int]:
+    """A RIFT method restored from a run's newest (or `step`'s) checkpoint on CPU, and that step."""
+
+    config = read_config(run_dir)
+    if config.method != RIFT.name:
+        raise TrainingError(f"{run_dir} is a {config.method!r} run, not a RIFT one.")
+    checkpoint = ckpt.find_checkpoint(run_dir, step)
+    method = RIFT(config_from_dict(RIFTConfig, config.method_config), torch.device("cpu"), config.seed)
+    info = ckpt.load_checkpoint(checkpoint, method.modules(), method.optimizers())
+    method.load_state(info["ranks"][0]["method"])
+    return method, int(info["step"])
+
+
+def evaluation_report(results: dict[str, tuple[list, dict[str, float]]], classifier_path: Path, heading: str) -> str:
+    """The printed table: the given results, the paper's rows, and the classifier's own held-out accuracy."""
+    _, report = load_classifier(classifier_path)
+    return "\n".join([
+        heading + "; ACC in % over pairs whose labels differ (sh = keep from source, sp = take from guide)",
+        format_table(results, {"RIFT (paper)": PAPER_RIFT, "random (paper)": PAPER_RANDOM}),
+        "factor classifier held-out accuracy: "
+        + ", ".join(f"{name} {100 * value:.1f}%" for name, value in report.accuracy.items()),
+    ])
+
+
+def package_evaluation(package: ModelPackage, classifier_path: Path = DEFAULT_CLASSIFIER,
+                       seed: int = EVALUATION_SEED) -> tuple[dict[str, tuple[list, dict[str, float]]], int]:
+    """The exported graphs, run through the editor as a user would, against the baselines (A to B only).
+
+    The pairs are the a2b half of those `full_evaluation` uses, so the torch and ONNX tables compare.
+    """
+    measured_on = package.metrics.get("data", {})
+    if "split" not in measured_on or "pairs_per_direction" not in measured_on:
+        raise TrainingError(f"{package.path}: its manifest's metrics.data does not say which split it was trained on.")
+    data = ShapesABC(int(measured_on["split"]), size=package.image_size)
+    n = int(measured_on["pairs_per_direction"])
+    pairs = {"a2b": heldout_pairs(data, n, np.random.default_rng(seed))["a2b"]}
+    editor = load_editor(package)
+
+    def translate(sources: np.ndarray, guides: np.ndarray, direction: str) -> np.ndarray:
+        return np.stack([editor.apply(editor.prepare(s), {"guide": g}) for s, g in zip(sources, guides)])
+
+    classifier, _ = load_classifier(classifier_path)
+    return compare({f"{package.name} (ONNX)": translate}, classifier.predict, data, pairs, seed=seed + 1), n
+
+
+def save_grid(method: RIFT, path: Path, sources: int = 5, guides: int = 8, seed: int = 0) -> Path:
+    """Held-out sources (rows) x held-out guides (columns) -> F(source, guide), enlarged 3x, as a PNG."""
+
+    rng = np.random.default_rng(seed + 65_537)
+    data = method.data
+    grid = method.grid(data.render(sample_labels(data, "A", sources, rng, heldout=True)),
+                       data.render(sample_labels(data, "B", guides, rng, heldout=True)))
+    enlarged = np.repeat(np.repeat(grid, 3, axis=0), 3, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_image(path, enlarged)
+
+
+def is_rift_target(target: Path) -> bool:
+    """Whether `puppetry-train evaluate TARGET` names a RIFT run or a RIFT model package."""
+    target = Path(target)
+    if (target / "manifest.json").is_file() or target.suffix == ".puppetry":
+        try:
+            return load_package(target).method == RIFT.name
+        except PackageError:
+            return False
+    return (target / "config.json").is_file() and read_config(target).method == RIFT.name
+
+
+def run_evaluate(args: Any) -> int:
+    """The RIFT branch of `puppetry-train evaluate TARGET [--checkpoint STEP] [--grid-png PATH] [--json]`.
+
+    A run is measured in torch in both directions; a package through its ONNX graphs and the guide
+    editor, A to B (the direction it serves).
+    """
+    target = Path(args.target)
+    if (target / "config.json").is_file() and not (target / "manifest.json").is_file():
+        method, step = load_run(target, args.checkpoint)
+        results = full_evaluation(method)
+        classifier_path = method.classifier_path()
+        heading = (f"{target.name} @ step {step} (torch, eval mode): 3D-Shapes-ABC split {method.config.split}, "
+                   f"{method.config.image_size} px, {method.config.eval_pairs} held-out pairs per direction")
+    else:
+        method = None
+        package = load_package(target)
+        results, n = package_evaluation(package)
+        classifier_path = DEFAULT_CLASSIFIER
+        heading = f"{package.name} (ONNX via the guide editor): {package.image_size} px, {n} held-out pairs, A to B"
+    if args.json:
+        print(json.dumps({name: {"rows": table_rows(rows), "summary": summary}
+                          for name, (rows, summary) in results.items()}, indent=1))
+    else:
+        print(evaluation_report(results, classifier_path, heading))
+    if args.grid_png and method is not None:
+        print(f"grid picture: {save_grid(method, args.grid_png)}")
+    return 0
