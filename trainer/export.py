@@ -179,6 +179,7 @@ def write_package(out_dir: Path, manifest_fields: Mapping[str, Any], graphs: Map
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    building.chmod(_folder_mode())  # mkdtemp makes it private (0700); a package is meant to be shared
     try:
         entries = {}
         for role, source in graphs.items():
@@ -236,6 +237,13 @@ def _replace_folder(new: Path, target: Path) -> None:
     os.replace(target, old / target.name)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _folder_mode() -> int:
+    """The mode a plain `mkdir` would give under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def json_default(value: Any) -> Any:

@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainer.data.shapes_abc import FACTOR_NAMES, FACTORS, SPLITS
-from trainer.data.shapes_abc import ShapesABC
+from trainer.data.shapes_abc import FACTOR_NAMES, FACTORS, SPLITS, ShapesABC
 from trainer.evaluate_guided import (
     GuidedPairs,
     copy_guide,
@@ -30,7 +29,7 @@ from trainer.methods.rift import (
     learning_rate,
 )
 
-TINY = dict(image_size=8, guide_size=2, width=4, n_blocks=1, disc_width=4, batch_size=4, norm="group")
+TINY = {"image_size": 8, "guide_size": 2, "width": 4, "n_blocks": 1, "disc_width": 4, "batch_size": 4, "norm": "group"}
 SMALL = {**TINY, "image_size": 32, "guide_size": 8}  # the smallest size a PatchGAN scores
 
 

@@ -475,6 +475,14 @@ def sample_source(split: int, size: int, seed: int = 0) -> np.ndarray:
     return data.render(sample_labels(data, "A", 1, np.random.default_rng(seed + 27_183), heldout=True))[0]
 
 
+def verdict(results: dict[str, tuple[list, dict[str, float]]]) -> str:
+    """One sentence comparing the model's ACC with the random baseline's, for the manifest's notes."""
+    ours, chance = results["RIFT (ours)"][1]["ACC"], results["random"][1]["ACC"]
+    if ours > chance + 5.0:
+        return f"The model beats the random baseline (ACC {ours:.1f} vs {chance:.1f})."
+    return f"The model does NOT beat the random baseline (ACC {ours:.1f} vs {chance:.1f}): treat it as a failed run."
+
+
 def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
     """Write the guide package: ONNX graphs (parity-checked), sample guides, measured table when available."""
 
@@ -501,7 +509,8 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
             "paper": {"RIFT": PAPER_RIFT},
             "classifier_heldout_accuracy": report.accuracy,
             "notes": (f"ACC (%) over {config.eval_pairs} held-out pairs per direction whose factor labels differ; "
-                      "RD over both directions. Paper RIFT: ACC on 3D shapes, RD averaged over its three data sets."),
+                      "RD over both directions. Paper RIFT: ACC on 3D shapes, RD averaged over its three data sets. "
+                      + verdict(results)),
         }
     sample_names = [f"samples/guide_{k:02d}.png" for k in range(SAMPLE_GUIDES)]
     manifest = {
