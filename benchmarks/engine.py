@@ -152,11 +152,12 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
 def graph_flops(path: Path) -> float:
     """FLOPs (2 × MACs) of Conv, ConvTranspose, Gemm and MatMul at batch 1, from ONNX shape inference."""
     model = onnx.load(str(path))
-    for value in model.graph.input:
+    del model.graph.value_info[:]  # exporters store symbolic batch dims there; infer them again at batch 1
+    for value in [*model.graph.input, *model.graph.output]:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
                 dim.dim_value = 1
-    model = shape_inference.infer_shapes(model)
+    model = shape_inference.infer_shapes(model, data_prop=True)  # Shape→Reshape chains (GroupNorm) need values
     shapes = {v.name: _dims(v) for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
     macs = 0
