@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from engine import puppets
+from engine.errors import TrainingError
+from engine.package import load_package
+from engine.resources import resource_path
+from trainer.cli import main as train_main
 from trainer.evaluate import (
+    MetricsRow,
     canonicalise,
     evaluation_grid,
     format_table,
@@ -15,6 +25,7 @@ from trainer.evaluate import (
     measure_rotation,
     measure_size,
     preview_grid,
+    write_manifest_metrics,
 )
 
 
@@ -25,6 +36,25 @@ def turned_bar(angle: float, scale: float = 1.0) -> np.ndarray:
     matrix = cv2.getRotationMatrix2D((15.5, 15.5), angle, scale)
     turned = cv2.warpAffine(image, matrix, (32, 32), flags=cv2.INTER_LINEAR)
     return np.repeat(turned[..., None], 3, axis=-1)
+
+
+def scaled_to_height(image: np.ndarray, height_px: float) -> np.ndarray:
+    """`image` (S, S, 3) uint8 scaled about its ink box's centre so the ink (>= 128) is `height_px` rows tall."""
+    grey = image.mean(axis=-1).astype(np.float32)
+    rows, cols = np.nonzero(grey >= 128)
+    centre = ((cols.min() + cols.max()) / 2.0, (rows.min() + rows.max()) / 2.0)
+    matrix = cv2.getRotationMatrix2D(centre, 0.0, height_px / (rows.max() - rows.min() + 1))
+    middle = (grey.shape[0] - 1) / 2.0
+    matrix[:, 2] += (middle - centre[0], middle - centre[1])
+    scaled = cv2.warpAffine(grey, matrix, grey.shape[::-1], flags=cv2.INTER_LINEAR)
+    return np.repeat(np.rint(scaled).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def size_grid():
+    puppet = puppets.load("digits")
+    control = dataclasses.replace(puppet.control("size"), minimum=0.8, maximum=1.2)  # what digits-size serves
+    return evaluation_grid(puppet, control, {}, n_inputs=100, n_references=5)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +74,34 @@ def test_measure_size_grows_in_proportion_to_the_glyph() -> None:
     assert large / small == pytest.approx(1.5, rel=0.05)
 
 
-def test_measure_size_ignores_rotation() -> None:
-    sizes = measure_size(np.stack([turned_bar(a) for a in (-30.0, 0.0, 30.0)]))
-    assert np.ptp(sizes) < 0.05 * sizes.mean()
+@pytest.mark.parametrize("size", [0.6, 0.8, 1.0, 1.2, 1.4])
+def test_measure_size_reads_the_puppets_size_control(size: float) -> None:
+    puppet = puppets.load("digits")
+    renders = np.stack([puppet.render({"digit": digit, "font": font, "size": size}, 32)
+                        for digit in range(10) for font in (0, 3, 4)])
+    assert measure_size(renders) == pytest.approx(np.full(len(renders), size), abs=0.06)
+
+
+def test_measure_size_ignores_the_glyphs_shape() -> None:
+    puppet = puppets.load("digits")
+    one, zero = measure_size(np.stack([puppet.render({"digit": d, "size": 1.1}, 32) for d in (1, 0)]))
+    assert one == pytest.approx(zero, rel=0.03)
+
+
+def test_an_oracle_that_sets_each_digits_size_scores_near_the_top(size_grid) -> None:
+    """Rescaling each real digit's ink to 20 px x the reference's size must read as following the reference."""
+    outputs = np.stack([np.stack([scaled_to_height(image, 20.0 * value) for image in size_grid.inputs])
+                        for value in size_grid.reference_values])
+    oracle = size_grid.metrics("oracle", outputs)
+    assert oracle.r_attr >= 0.9
+    assert abs(oracle.r_rest) < 0.1
+    assert oracle.Acc >= 0.9
+
+
+def test_size_baselines_bracket_the_table(size_grid) -> None:
+    identity, copy = size_grid.baselines()
+    assert identity.r_rest == pytest.approx(1.0) and abs(identity.r_attr) < 0.05
+    assert copy.r_attr == pytest.approx(1.0) and abs(copy.r_rest) < 0.1
 
 
 def test_canonicalise_undoes_rotation() -> None:
@@ -93,3 +148,30 @@ def test_preview_grid_puts_inputs_on_top_and_references_on_the_left() -> None:
     picture = preview_grid(inputs, references, outputs)
     assert picture.shape == (3 * 32, 4 * 32, 3)
     assert picture[5, 40, 0] == 10 and picture[40, 5, 0] == 200 and picture[40, 40, 0] == 90
+
+
+@pytest.fixture
+def size_package(tmp_path: Path) -> Path:
+    copy = tmp_path / "digits-size"
+    shutil.copytree(resource_path("models", "digits-size"), copy)
+    return copy
+
+
+def test_write_manifest_stores_the_printed_row_and_keeps_the_graphs(size_package: Path, capsys) -> None:
+    before = json.loads((size_package / "manifest.json").read_text())
+    code = train_main(["evaluate", str(size_package), "--inputs", "20", "--references", "3", "--json",
+                       "--write-manifest"])
+    printed = json.loads(capsys.readouterr().out.split("metrics written to")[0])
+    after = json.loads((size_package / "manifest.json").read_text())
+    assert code == 0
+    assert after["metrics"]["table"] == [{k: v for k, v in printed[-1].items() if k != "model"}]
+    assert "20 MNIST TEST digits x 3 puppet references" in after["metrics"]["notes"]
+    assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in before.items() if k != "metrics"}
+    assert load_package(size_package).metrics["table"][0]["r_attr"] == printed[-1]["r_attr"]
+    assert sorted(p.name for p in size_package.iterdir()) == ["decoder_real.onnx", "encoder.onnx", "manifest.json"]
+
+
+def test_write_manifest_refuses_a_folder_without_a_manifest(tmp_path: Path) -> None:
+    row = MetricsRow("model", "size", 0.8, 0.7, 0.1, 0.02)
+    with pytest.raises(TrainingError, match="manifest.json"):
+        write_manifest_metrics(tmp_path, row, "notes")
