@@ -35,14 +35,6 @@ class TwoHeads(torch.nn.Module):
         return mixed[:, :2], torch.tanh(mixed[:, 2:])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.nn.Module]]:
     """One exported two-graph package and its torch modules, shared by the tests (exports take seconds)."""

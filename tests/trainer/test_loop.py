@@ -30,15 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 TOY = "tests.trainer.toy_method:ToyMethod"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores are shared by every helper; one thread also makes CPU float sums order-stable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def toy_run(tmp_path: Path) -> RunConfig:
     return RunConfig(

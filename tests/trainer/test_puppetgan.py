@@ -30,15 +30,6 @@ from trainer.methods.puppetgan import (
 L1_LOSSES = [reconstruction_loss, disentanglement_loss, cycle_loss, attribute_cycle_loss, swap_back_loss]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads can run 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1

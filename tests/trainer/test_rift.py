@@ -33,15 +33,6 @@ TINY = {"image_size": 8, "guide_size": 2, "width": 4, "n_blocks": 1, "disc_width
 SMALL = {**TINY, "image_size": 32, "guide_size": 8}  # the smallest size a PatchGAN scores
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a shared machine crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tiny_config() -> RIFTConfig:
     return RIFTConfig(**SMALL, image_noise=0.0, guide_noise=0.0)
