@@ -38,6 +38,7 @@ class Editor(ABC):
     name: ClassVar[str]
     graphs: ClassVar[Mapping[str, GraphSignature]]
     color_match: ClassVar[bool] = True
+    manifest_section: ClassVar[str | None] = None  # "puppet", "guide": the manifest section this editor reads
 
     def __init__(self, package: ModelPackage, provider: str = "auto", threads: int | None = None) -> None:
         type(self).check_package(package)
@@ -59,6 +60,11 @@ class Editor(ABC):
     @classmethod
     def check_package(cls, package: ModelPackage) -> None:
         """Refuse a package that lacks a graph, tensor or manifest section this editor needs."""
+        section = cls.manifest_section
+        if section is not None and getattr(package, section) is None:
+            raise PackageError(
+                f"model package '{package.name}' ({package.source}): editor '{cls.name}' needs a '{section}' section"
+            )
         for role, (input_names, output_names) in cls.graphs.items():
             spec = package.graphs.get(role)
             where = f"model package '{package.name}' ({package.source})"

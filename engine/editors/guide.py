@@ -15,7 +15,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from engine.errors import EditError, PackageError
+from engine.errors import EditError
 from engine.editors.base import (
     Editor,
     GraphSignature,
@@ -42,6 +42,7 @@ class GuideEditor(Editor):
     """RIFT: controls are {"guide": (H, W, 3) uint8 image, "strength": 0..1 (default 1)}."""
 
     name: ClassVar[str] = "guide"
+    manifest_section: ClassVar[str | None] = "guide"
     graphs: ClassVar[Mapping[str, GraphSignature]] = {
         "guide_encoder": (("image",), None),
         "translator": (("image", "guide"), None),
@@ -51,12 +52,6 @@ class GuideEditor(Editor):
     def __init__(self, package: ModelPackage, provider: str = "auto", threads: int | None = None) -> None:
         super().__init__(package, provider, threads)
         self._guide_maps: LRUCache[bytes, np.ndarray] = LRUCache(GUIDE_MAP_CACHE)
-
-    @classmethod
-    def check_package(cls, package: ModelPackage) -> None:
-        super().check_package(package)
-        if package.guide is None:
-            raise PackageError(f"model package '{package.name}' ({package.source}): editor 'guide' needs a 'guide' section")
 
     def prepare(self, region: np.ndarray) -> GuideState:
         self.check_region(region)

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from engine import puppets
-from engine.errors import EditError, PackageError
+from engine.errors import EditError
 from engine.editors.base import (
     Editor,
     GraphSignature,
@@ -43,6 +43,7 @@ class PuppetEditor(Editor):
     """PuppetGAN: controls are puppet values; the manifest says which the model serves and which are fixed."""
 
     name: ClassVar[str] = "puppet"
+    manifest_section: ClassVar[str | None] = "puppet"
     graphs: ClassVar[Mapping[str, GraphSignature]] = {
         "encoder": (("image",), ("attribute_code", "rest_code")),
         "decoder_real": (("attribute_code", "rest_code"), None),
@@ -55,12 +56,6 @@ class PuppetEditor(Editor):
         self.puppet = puppets.load(self.section.kind)
         self.controls = {control.name: control for control in self.section.controls}
         self._attribute_codes: LRUCache[tuple[tuple[str, float], ...], np.ndarray] = LRUCache(ATTRIBUTE_CODE_CACHE)
-
-    @classmethod
-    def check_package(cls, package: ModelPackage) -> None:
-        super().check_package(package)
-        if package.puppet is None:
-            raise PackageError(f"model package '{package.name}' ({package.source}): editor 'puppet' needs a 'puppet' section")
 
     def prepare(self, region: np.ndarray) -> PuppetState:
         """Encode the photo region; a region of the opposite polarity is inverted first.

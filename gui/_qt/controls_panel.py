@@ -148,12 +148,16 @@ class ControlsPanel(QWidget):
             combo.setCurrentIndex(round(control.default))
             combo.currentIndexChanged.connect(lambda _i: self._moved(commit=True, immediately=True))
             return combo
+        return self._slider(control.minimum, control.maximum, control.default)
+
+    def _slider(self, minimum: float, maximum: float, value: float) -> QLabeledDoubleSlider:
+        """A labelled slider that previews while dragged and commits one step on release (or on a click)."""
         slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        slider.setRange(control.minimum, control.maximum)
+        slider.setRange(minimum, maximum)
         slider.setDecimals(2)
-        slider.setSingleStep((control.maximum - control.minimum) / 100)
-        slider.setValue(control.default)
-        slider.valueChanged.connect(lambda _v, s=slider: self._moved(commit=not s.isSliderDown()))
+        slider.setSingleStep((maximum - minimum) / 100)
+        slider.setValue(value)
+        slider.valueChanged.connect(lambda _v: self._moved(commit=not slider.isSliderDown()))
         slider.sliderReleased.connect(self._commit)
         return slider
 
@@ -189,12 +193,7 @@ class ControlsPanel(QWidget):
         group_layout.addLayout(pick_row)
         layout.addWidget(group)
         form = QFormLayout()
-        self._strength = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        self._strength.setRange(0.0, 1.0)
-        self._strength.setDecimals(2)
-        self._strength.setValue(1.0)
-        self._strength.valueChanged.connect(lambda _v: self._moved(commit=not self._strength.isSliderDown()))
-        self._strength.sliderReleased.connect(self._commit)
+        self._strength = self._slider(0.0, 1.0, 1.0)
         form.addRow("Strength", self._strength)
         layout.addLayout(form)
         layout.addStretch(1)
