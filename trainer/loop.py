@@ -127,16 +127,32 @@ def resume(
     return _Run(config, Path(run_dir), events_to_stdout, progress).execute(resume=True)
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, step: int | None = None) -> Path:
-    """Export a run's newest (or `step`'s) checkpoint as a model package; returns the package path."""
+def export_run(run_dir: Path, out_dir: Path | None = None, step: int | None = None,
+               settings: Mapping[str, str] | None = None) -> Path:
+    """Export a run's newest (or `step`'s) checkpoint as a model package; returns the package path.
+
+    `settings` override the method's export-only settings (`MethodConfig.EXPORT_SETTINGS`); any other
+    setting would no longer describe the checkpoint's weights, so it is refused.
+    """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    if settings:
+        allowed = load(config.method).config_class.EXPORT_SETTINGS
+        refused = sorted(set(settings) - allowed)
+        if refused:
+            raise TrainingError(
+                f"export --set {', '.join(refused)}: only settings that do not change the trained weights can be "
+                f"set at export ({', '.join(sorted(allowed)) or 'none for this method'})."
+            )
+        config = dataclasses.replace(config, method_config={**config.method_config, **settings})
     checkpoint = ckpt.find_checkpoint(run_dir, step)
     _seed_everything(config.seed)
     method = _build_method(config, torch.device("cpu"))
     info = ckpt.load_checkpoint(checkpoint, method.modules(), method.optimizers())
     method.load_state(info["ranks"][0]["method"])
     provenance = _provenance(config, info["step"], info.get("wall_time_s", 0.0))
+    if settings:
+        provenance["export_settings"] = dict(settings)
     return method.export(Path(out_dir) if out_dir is not None else run_dir / "package", provenance)
 
 
@@ -651,6 +667,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export_parser.add_argument("-o", "--output", type=Path,
                                help="package folder, or a .puppetry file for a zip (default RUN_DIR/package)")
     export_parser.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (default: newest)")
+    export_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                               help="an export-only method setting, e.g. --set serve_direction=b2a (repeatable)")
     export_parser.set_defaults(run=_run_export)
 
 
@@ -683,14 +701,15 @@ def _run_resume(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    settings = dict(_parse_override(text) for text in args.overrides)
     output = args.output
     archive = output if output is not None and output.suffix == ".puppetry" else None
     if archive is not None:
         with tempfile.TemporaryDirectory(prefix="puppetry-export-") as scratch:
-            package = export_run(args.run_dir, Path(scratch) / archive.stem, args.checkpoint)
+            package = export_run(args.run_dir, Path(scratch) / archive.stem, args.checkpoint, settings)
             print(zip_package(package, archive))
     else:
-        print(export_run(args.run_dir, output, args.checkpoint))
+        print(export_run(args.run_dir, output, args.checkpoint, settings))
     return 0
 
 

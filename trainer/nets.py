@@ -31,7 +31,7 @@ def norm_layer(kind: Norm, channels: int) -> nn.Module:
 
 def _levels(image_size: int, bottom: int) -> int:
     """Number of stride-2 stages that bring `image_size` down to `bottom`."""
-    levels = int(round(math.log2(image_size / bottom)))
+    levels = round(math.log2(image_size / bottom))
     if bottom * 2**levels != image_size or levels < 1:
         raise ValueError(f"image size {image_size} is not {bottom} times a power of two")
     return levels
@@ -124,11 +124,16 @@ class ResNetGenerator(nn.Module):
     7x7 conv `width`, `n_downsampling` stride-2 convs doubling channels, `n_blocks`
     residual blocks, as many transposed convs back up, 7x7 conv to `out_channels`.
     Published sizes: width 64, 2 downsamplings, 9 blocks (6 below 256 px).
+    With ``input_skip`` the input is also fed to the last conv (pix2pix U-Net's outermost skip), so
+    the copy a translation mostly is can be learned in a few hundred steps instead of being squeezed
+    through the bottleneck; without it, small CPU-sized models collapse before they learn the copy.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 64,
-                 n_downsampling: int = 2, n_blocks: int = 9, norm: Norm = "instance") -> None:
+                 n_downsampling: int = 2, n_blocks: int = 9, norm: Norm = "instance",
+                 input_skip: bool = False) -> None:
         super().__init__()
+        self.input_skip = input_skip
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7),
                                    norm_layer(norm, width), nn.ReLU()]
         channels = width
@@ -140,8 +145,12 @@ class ResNetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1),
                        norm_layer(norm, channels // 2), nn.ReLU()]
             channels //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, 7)]
         self.features = nn.Sequential(*layers)
+        head_in = channels + (in_channels if input_skip else 0)
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(head_in, out_channels, 7))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.features(image)  # (B, out_channels, H, W), no activation
+        features = self.features(image)
+        if self.input_skip:
+            features = torch.cat([features, image], dim=1)
+        return self.head(features)  # (B, out_channels, H, W), no activation

@@ -133,6 +133,19 @@ def test_export_command_writes_a_puppetry_zip_of_a_run(tmp_path: Path, capsys: p
     assert json.loads((result.run_dir / "package" / "manifest.json").read_text())["provenance"]["steps"] == 4
 
 
+def test_export_command_refuses_a_setting_that_would_change_the_trained_weights(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture):
+    run = RunConfig(name="toy", method="tests.trainer.toy_method:ToyMethod", total_steps=2, device="cpu",
+                    preview_every=0, runs_dir=tmp_path / "runs", threads=1)
+    result = train(run)
+
+    code = cli.main(["export", str(result.run_dir), "--set", "width=8", "-o", str(tmp_path / "pkg")])
+
+    error = capsys.readouterr().err.strip()
+    assert code == 1 and "only settings that do not change the trained weights" in error
+    assert not (tmp_path / "pkg").exists()
+
+
 def test_export_command_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture):
     run = RunConfig(name="toy", method="tests.trainer.toy_method:ToyMethod", total_steps=2, device="cpu",
                     preview_every=0, runs_dir=tmp_path / "runs", threads=1)

@@ -28,8 +28,10 @@ from trainer.methods.rift import (
     guide_recovery_loss,
     learning_rate,
 )
+from trainer.nets import ResNetGenerator
 
-TINY = {"image_size": 8, "guide_size": 2, "width": 4, "n_blocks": 1, "disc_width": 4, "batch_size": 4, "norm": "group"}
+TINY = {"image_size": 8, "guide_size": 2, "width": 4, "n_blocks": 1, "disc_width": 4, "batch_size": 4, "norm": "group",
+        "input_skip": True}
 SMALL = {**TINY, "image_size": 32, "guide_size": 8}  # the smallest size a PatchGAN scores
 
 
@@ -105,6 +107,17 @@ def test_guess_pairs_put_the_original_first_exactly_where_the_order_says(images)
         assert torch.equal(second, b[i] if original_first[i] == 1 else a[i])
 
 
+@pytest.mark.parametrize("input_skip", [False, True])
+def test_input_skip_alone_carries_the_image_to_the_output_when_the_body_is_silenced(input_skip, images):
+    generator = ResNetGenerator(3, 3, width=4, n_downsampling=2, n_blocks=1, norm="none", input_skip=input_skip)
+    with torch.no_grad():
+        for parameter in generator.features.parameters():
+            parameter.zero_()
+    a, b = images
+    difference = (generator(a) - generator(b)).abs().max().item()
+    assert (difference > 1e-3) == input_skip
+
+
 def test_guide_of_is_the_guide_output_for_an_empty_guide_input(tiny_config, images):
     a, _ = images
     generator = GuidedGenerator(tiny_config)
@@ -153,6 +166,17 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
     assert learning_rate(config, 10) == pytest.approx(1e-4)
     assert learning_rate(config, 75) == pytest.approx(0.5e-4)
     assert learning_rate(config, 100) == 0.0
+
+
+def test_discriminators_step_at_their_share_of_the_scheduled_rate(tmp_path):
+    from trainer.methods.rift import RIFT
+
+    config = RIFTConfig(**SMALL, steps=100, decay_start=0.5, lr=1e-4, disc_lr_ratio=0.25,
+                        classifier=str(tmp_path / "absent.safetensors"))
+    method = RIFT(config, torch.device("cpu"), seed=0)
+    method.train_step(75, torch.Generator().manual_seed(0))
+    assert method.opt_generators.param_groups[0]["lr"] == pytest.approx(0.5e-4)
+    assert method.opt_discriminators.param_groups[0]["lr"] == pytest.approx(0.125e-4)
 
 
 # ----------------------------------------------------------------- guided evaluation baselines
@@ -236,14 +260,18 @@ def test_training_draws_never_contain_a_heldout_combination_and_evaluation_draws
 
 # ----------------------------------------------------------------- export
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny untrained RIFT exported as a guide package (no classifier: the table is left out)."""
+SERVED = {"a2b": (("scale", "orientation"), "B"), "b2a": (("floor_hue", "wall_hue"), "A")}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVED))
+def exported(request, tmp_path_factory):
+    """A tiny RIFT after one step, exported as a guide package for each direction (no classifier: no table)."""
     from trainer.methods.rift import RIFT
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    config = RIFTConfig(**SMALL, classifier=str(tmp_path_factory.mktemp("none") / "absent.safetensors"))
+    config = RIFTConfig(**SMALL, classifier=str(tmp_path_factory.mktemp("none") / "absent.safetensors"),
+                        serve_direction=request.param)
     method = RIFT(config, torch.device("cpu"), seed=0)
     method.train_step(0, torch.Generator().manual_seed(0))
     package = method.export(tmp_path_factory.mktemp("pkg") / "shapes-split1", {"steps": 1, "seed": 0})
@@ -251,19 +279,25 @@ def exported(tmp_path_factory):
     return method, package
 
 
-def test_exported_guide_package_edits_like_the_torch_model(exported):
+def test_exported_guide_package_edits_like_the_torch_model_in_its_direction(exported):
     from engine.editors import load as load_editor
     from engine.package import load_package
 
     method, folder = exported
+    direction = method.config.serve_direction
+    moves, guide_domain = SERVED[direction]
     package = load_package(folder)
     assert package.editor == "guide"
-    assert package.guide.moves == ("scale", "orientation")
+    assert package.guide.moves == moves
     assert package.guide.stays == ("object_hue", "shape")
+    assert package.guide.guide_domain.endswith(f"domain {guide_domain}")
     assert len(package.guide.samples) == 12
     assert max(package.provenance["parity_max_abs_diff"].values()) < 1e-4
-    source, guide = method.preview_sources[0], method.preview_guides[0]
+    scenes_a, scenes_b = method.preview_sources, method.preview_guides
+    source, guide = (scenes_a[0], scenes_b[0]) if direction == "a2b" else (scenes_b[0], scenes_a[0])
     editor = load_editor(package)
     edited = editor.apply(editor.prepare(source), {"guide": guide})
-    expected = method.translate(source[None], guide[None])[0]
+    expected = method.translate(source[None], guide[None], direction)[0]
+    other = method.translate(source[None], guide[None], "b2a" if direction == "a2b" else "a2b")[0]
+    assert np.abs(edited.astype(int) - other.astype(int)).max() > 1
     assert np.abs(edited.astype(int) - expected.astype(int)).max() <= 1

@@ -27,7 +27,13 @@ from engine.errors import TrainingError
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Base of every method's frozen config: subclass it and give the paper's values as defaults."""
+    """Base of every method's frozen config: subclass it and give the paper's values as defaults.
+
+    `EXPORT_SETTINGS` names the fields that only shape the exported package, not the trained
+    weights, so `puppetry-train export --set` may change them after training.
+    """
+
+    EXPORT_SETTINGS: ClassVar[frozenset[str]] = frozenset()
 
 
 class Method(ABC):

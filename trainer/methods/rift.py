@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from trainer.evaluate_guided import (
     format_table,
     heldout_pairs,
     sample_labels,
+    summarise,
     table_rows,
 )
 from trainer.export import Graph, export_package
@@ -63,9 +64,11 @@ class RIFTConfig(MethodConfig):
     n_downsampling: int = 2
     n_blocks: int = 9
     norm: Norm = "instance"
+    input_skip: bool = False  # feed the input to the generator's last conv too (not in the released code)
     disc_width: int = 64
     batch_size: int = 8
     lr: float = 1e-4
+    disc_lr_ratio: float = 1.0  # discriminator lr = lr * this (released code: 1)
     beta1: float = 0.5
     beta2: float = 0.999
     steps: int = 100_000  # paper: 200 epochs; 3D-Shapes-ABC renders on demand, so steps, not epochs
@@ -80,8 +83,13 @@ class RIFTConfig(MethodConfig):
     w_honesty: float = 2.0  # paper range 2–4
     eval_pairs: int = 300  # held-out pairs per direction for the in-training eval event
     classifier: str = ""  # factor classifier weights; "" = resources/classifiers/shapes_factors.safetensors
+    serve_direction: str = "a2b"  # the translation the exported guide package serves: a2b or b2a
+
+    EXPORT_SETTINGS: ClassVar[frozenset[str]] = frozenset({"serve_direction"})
 
     def __post_init__(self) -> None:
+        if self.serve_direction not in ("a2b", "b2a"):
+            raise TrainingError(f"RIFT setting serve_direction={self.serve_direction!r}: use a2b or b2a.")
         if self.split not in (1, 2, 3):
             raise TrainingError(f"RIFT setting split={self.split}: 3D-Shapes-ABC has splits 1, 2 and 3.")
         if self.image_size % self.guide_size:
@@ -112,6 +120,7 @@ class GuidedGenerator(nn.Module):
             n_downsampling=config.n_downsampling,
             n_blocks=config.n_blocks,
             norm=config.norm,
+            input_skip=config.input_skip,
         )
 
     def forward(self, image: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,7 +328,8 @@ class RIFT(Method):
         self.opt_generators = torch.optim.Adam(
             [p for g in self.model.generators() for p in g.parameters()], lr=config.lr, betas=betas)
         self.opt_discriminators = torch.optim.Adam(
-            [p for d in self.model.discriminators() for p in d.parameters()], lr=config.lr, betas=betas)
+            [p for d in self.model.discriminators() for p in d.parameters()], lr=config.lr * config.disc_lr_ratio,
+            betas=betas)
         preview_rng = np.random.default_rng(seed + 7_919)  # fixed held-out inputs, so previews are comparable
         self.preview_sources = self.data.render(sample_labels(self.data, "A", 4, preview_rng, heldout=True))
         self.preview_guides = self.data.render(sample_labels(self.data, "B", 6, preview_rng, heldout=True))
@@ -343,9 +353,9 @@ class RIFT(Method):
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
         lr = learning_rate(self.config, step)
-        for optimizer in (self.opt_generators, self.opt_discriminators):
+        for optimizer, scale in ((self.opt_generators, 1.0), (self.opt_discriminators, self.config.disc_lr_ratio)):
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * scale
         a, b = self.draw_batch(generator)
         out = self.model.forward_pass(a, b, generator)
         discriminators = self.model.discriminators()
@@ -385,13 +395,13 @@ class RIFT(Method):
         self.model.train(was_training)
         return to_pixels(outputs)
 
-    def grid(self, sources: np.ndarray, guides: np.ndarray) -> np.ndarray:
+    def grid(self, sources: np.ndarray, guides: np.ndarray, direction: str = "a2b") -> np.ndarray:
         """Sources down the left, guides along the top, F(source, guide) in the cells: (H, W, 3) uint8."""
         size = sources.shape[1]
         blank = np.full((size, size, 3), 255, np.uint8)
         rows = [np.concatenate([blank, *guides], axis=1)]
         for source in sources:
-            outputs = self.translate(np.repeat(source[None], len(guides), axis=0), guides)
+            outputs = self.translate(np.repeat(source[None], len(guides), axis=0), guides, direction)
             rows.append(np.concatenate([source, *outputs], axis=1))
         return np.concatenate(rows, axis=0)
 
@@ -463,16 +473,10 @@ def full_evaluation(method: RIFT, classifier_path: Path | None = None, pairs_per
     return compare(translations, classifier.predict, method.data, pairs, seed=seed + 1)
 
 
-def sample_guides(split: int, n: int, size: int, seed: int = 0) -> np.ndarray:
-    """`n` held-out domain-B renders: the guides a package offers in its picker, (n, size, size, 3) uint8."""
+def heldout_scenes(split: int, domain: str, n: int, size: int, seed: int = 0) -> np.ndarray:
+    """`n` held-out renders of `domain`, (n, size, size, 3) uint8: a package's sample guides, the sample photos."""
     data = ShapesABC(split, size=size)
-    return data.render(sample_labels(data, "B", n, np.random.default_rng(seed + 31_337), heldout=True))
-
-
-def sample_source(split: int, size: int, seed: int = 0) -> np.ndarray:
-    """One held-out domain-A scene to try the editor on, (size, size, 3) uint8."""
-    data = ShapesABC(split, size=size)
-    return data.render(sample_labels(data, "A", 1, np.random.default_rng(seed + 27_183), heldout=True))[0]
+    return data.render(sample_labels(data, domain, n, np.random.default_rng(seed + 31_337), heldout=True))
 
 
 def verdict(results: dict[str, tuple[list, dict[str, float]]]) -> str:
@@ -483,18 +487,25 @@ def verdict(results: dict[str, tuple[list, dict[str, float]]]) -> str:
     return f"The model does NOT beat the random baseline (ACC {ours:.1f} vs {chance:.1f}): treat it as a failed run."
 
 
+def served_generators(model: RIFTModel, direction: str) -> tuple[GuidedGenerator, GuidedGenerator]:
+    """(translator, guide encoder) for a direction: a2b reads the guide of a B image through b2a, and vice versa."""
+    return (model.a2b, model.b2a) if direction == "a2b" else (model.b2a, model.a2b)
+
+
 def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
-    """Write the guide package: ONNX graphs (parity-checked), sample guides, measured table when available."""
-
-
+    """Write the guide package for `serve_direction`: ONNX graphs (parity-checked), sample guides, measured table."""
     config = method.config
+    direction = config.serve_direction
     split = SPLITS[config.split]
+    source_domain, guide_domain = ("A", "B") if direction == "a2b" else ("B", "A")
     size = config.image_size
     example_image = torch.zeros(1, 3, size, size)
     example_guide = torch.zeros(1, 1, config.guide_size, config.guide_size)
+    translator, guide_encoder = served_generators(method.model, direction)
     graphs = {
-        "guide_encoder": Graph(GuideEncoderGraph(method.model.b2a), (example_image,), ["image"], ["guide"]),
-        "translator": Graph(TranslatorGraph(method.model.a2b), (example_image, example_guide), ["image", "guide"], ["translated"]),
+        "guide_encoder": Graph(GuideEncoderGraph(guide_encoder), (example_image,), ["image"], ["guide"]),
+        "translator": Graph(TranslatorGraph(translator), (example_image, example_guide), ["image", "guide"],
+                            ["translated"]),
     }
     metrics: dict[str, Any] = {"notes": "No factor classifier was on disk at export; run `puppetry-train evaluate`."}
     classifier_path = method.classifier_path()
@@ -503,35 +514,37 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
         _, report = load_classifier(classifier_path)
         metrics = {
             "data": {"dataset": "3D-Shapes-ABC", "split": config.split, "pairs_per_direction": config.eval_pairs,
-                     "seed": EVALUATION_SEED},
+                     "seed": EVALUATION_SEED, "direction": direction},
             "table": table_rows(results["RIFT (ours)"][0]),
             "summary": {name: {k: round(v, 1) for k, v in summary.items()} for name, (_, summary) in results.items()},
+            "served": {name: {k: round(v, 1) for k, v in summarise([r for r in rows if r.direction == direction]).items()}
+                       for name, (rows, _) in results.items()},
             "paper": {"RIFT": PAPER_RIFT},
             "classifier_heldout_accuracy": report.accuracy,
             "notes": (f"ACC (%) over {config.eval_pairs} held-out pairs per direction whose factor labels differ; "
-                      "RD over both directions. Paper RIFT: ACC on 3D shapes, RD averaged over its three data sets. "
-                      + verdict(results)),
+                      f"'summary' over both directions, 'served' over {direction}, the one this package runs. "
+                      "Paper RIFT: ACC on 3D shapes, RD averaged over its three data sets. " + verdict(results)),
         }
     sample_names = [f"samples/guide_{k:02d}.png" for k in range(SAMPLE_GUIDES)]
     manifest = {
         "name": f"shapes-split{config.split}",
-        "title": f"3D shapes — guided translation (split {config.split})",
+        "title": f"3D shapes — guided translation (split {config.split}, {source_domain} to {guide_domain})",
         "method": "rift",
         "editor": "guide",
         "image_size": size,
         "channels": 3,
         "normalisation": {"range": [-1.0, 1.0], "grayscale": False, "polarity": None},
         "guide": {
-            "source_domain": f"3D-Shapes-ABC split {config.split} domain A",
-            "guide_domain": f"3D-Shapes-ABC split {config.split} domain B",
-            "moves": list(split.specific_b),
+            "source_domain": f"3D-Shapes-ABC split {config.split} domain {source_domain}",
+            "guide_domain": f"3D-Shapes-ABC split {config.split} domain {guide_domain}",
+            "moves": list(split.specific_b if direction == "a2b" else split.specific_a),
             "stays": list(split.shared),
             "samples": sample_names,
         },
         "provenance": {**provenance, "data": f"3D-Shapes-ABC split {config.split}, `shapes` puppet renders at {size} px"},
         "metrics": metrics,
     }
-    samples = sample_guides(config.split, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed)
+    samples = heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed)
     with tempfile.TemporaryDirectory(prefix="puppetry-rift-") as scratch:
         (Path(scratch) / "samples").mkdir()
         for name, image in zip(sample_names, samples):
@@ -566,33 +579,40 @@ def evaluation_report(results: dict[str, tuple[list, dict[str, float]]], classif
 
 
 def package_evaluation(package: ModelPackage, classifier_path: Path = DEFAULT_CLASSIFIER,
-                       seed: int = EVALUATION_SEED) -> tuple[dict[str, tuple[list, dict[str, float]]], int]:
-    """The exported graphs, run through the editor as a user would, against the baselines (A to B only).
+                       seed: int = EVALUATION_SEED) -> tuple[dict[str, tuple[list, dict[str, float]]], int, str]:
+    """The exported graphs, run through the editor as a user would, against the baselines (served direction only).
 
-    The pairs are the a2b half of those `full_evaluation` uses, so the torch and ONNX tables compare.
+    The pairs are that direction's half of those `full_evaluation` uses, so the torch and ONNX tables compare.
     """
     measured_on = package.metrics.get("data", {})
     if "split" not in measured_on or "pairs_per_direction" not in measured_on:
         raise TrainingError(f"{package.path}: its manifest's metrics.data does not say which split it was trained on.")
     data = ShapesABC(int(measured_on["split"]), size=package.image_size)
     n = int(measured_on["pairs_per_direction"])
-    pairs = {"a2b": heldout_pairs(data, n, np.random.default_rng(seed))["a2b"]}
+    direction = measured_on.get("direction", "a2b")
+    pairs = {direction: heldout_pairs(data, n, np.random.default_rng(seed))[direction]}
     editor = load_editor(package)
 
     def translate(sources: np.ndarray, guides: np.ndarray, direction: str) -> np.ndarray:
         return np.stack([editor.apply(editor.prepare(s), {"guide": g}) for s, g in zip(sources, guides)])
 
     classifier, _ = load_classifier(classifier_path)
-    return compare({f"{package.name} (ONNX)": translate}, classifier.predict, data, pairs, seed=seed + 1), n
+    return compare({f"{package.name} (ONNX)": translate}, classifier.predict, data, pairs, seed=seed + 1), n, direction
 
 
 def save_grid(method: RIFT, path: Path, sources: int = 5, guides: int = 8, seed: int = 0) -> Path:
-    """Held-out sources (rows) x held-out guides (columns) -> F(source, guide), enlarged 3x, as a PNG."""
+    """Held-out sources (rows) x held-out guides (columns) -> F(source, guide), enlarged 3x, as a PNG.
 
+    A to B on top, B to A below (the same scenes, their roles swapped), a white band between.
+    """
     rng = np.random.default_rng(seed + 65_537)
     data = method.data
-    grid = method.grid(data.render(sample_labels(data, "A", sources, rng, heldout=True)),
-                       data.render(sample_labels(data, "B", guides, rng, heldout=True)))
+    scenes_a = data.render(sample_labels(data, "A", max(sources, guides), rng, heldout=True))
+    scenes_b = data.render(sample_labels(data, "B", max(sources, guides), rng, heldout=True))
+    a2b = method.grid(scenes_a[:sources], scenes_b[:guides], "a2b")
+    b2a = method.grid(scenes_b[:sources], scenes_a[:guides], "b2a")
+    band = np.full((data.size // 2, a2b.shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([a2b, band, b2a], axis=0)
     enlarged = np.repeat(np.repeat(grid, 3, axis=0), 3, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_image(path, enlarged)
@@ -613,7 +633,7 @@ def run_evaluate(args: Any) -> int:
     """The RIFT branch of `puppetry-train evaluate TARGET [--checkpoint STEP] [--grid-png PATH] [--json]`.
 
     A run is measured in torch in both directions; a package through its ONNX graphs and the guide
-    editor, A to B (the direction it serves).
+    editor, in the direction it serves.
     """
     target = Path(args.target)
     if (target / "config.json").is_file() and not (target / "manifest.json").is_file():
@@ -625,9 +645,9 @@ def run_evaluate(args: Any) -> int:
     else:
         method = None
         package = load_package(target)
-        results, n = package_evaluation(package)
+        results, n, direction = package_evaluation(package)
         classifier_path = DEFAULT_CLASSIFIER
-        heading = f"{package.name} (ONNX via the guide editor): {package.image_size} px, {n} held-out pairs, A to B"
+        heading = f"{package.name} (ONNX via the guide editor): {package.image_size} px, {n} held-out pairs, {direction}"
     if args.json:
         print(json.dumps({name: {"rows": table_rows(rows), "summary": summary}
                           for name, (rows, summary) in results.items()}, indent=1))
