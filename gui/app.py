@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="settings", action="append", type=parse_setting, default=[], metavar="CONTROL=VALUE",
         help="set a control and apply it to the proposed region (repeatable), e.g. --set rotation=30",
     )
+    parser.add_argument(
+        "--guide", type=Path, metavar="IMAGE",
+        help="guide models: pick IMAGE as the guide and apply it to the proposed region",
+    )
     return parser
 
 
@@ -62,6 +66,16 @@ def check_settings(package: ModelPackage | None, settings: list[tuple[str, float
         )
 
 
+def check_guide(package: ModelPackage | None, guide: Path | None) -> None:
+    """--guide needs a guide model and an image file that is there; PuppetryError says which is missing."""
+    if guide is None:
+        return
+    if package is None or package.guide is None:
+        raise PuppetryError("--guide needs a guide model (one with a guide picker); pick one with --model")
+    if not guide.is_file():
+        raise PuppetryError(f"--guide {guide}: there is no image file there")
+
+
 def pick_model(packages: list[ModelPackage], wanted: str | None) -> ModelPackage | None:
     """The model named `wanted`, else the bundled default, else the first one there is."""
     by_name = {package.name: package for package in packages}
@@ -73,20 +87,20 @@ def pick_model(packages: list[ModelPackage], wanted: str | None) -> ModelPackage
 
 
 class Startup:
-    """Brings the window to its first useful state (model + photo + region), then applies --set and screenshots."""
+    """Brings the window to its first useful state (model + photo + region), applies --set / --guide, screenshots."""
 
     def __init__(self, window: MainWindow, args: argparse.Namespace) -> None:
         self.window = window
         self.args = args
         self.exit_code = 0
-        self._applied = not args.settings
+        self._applied = not args.settings and args.guide is None
 
     def start(self, package: ModelPackage | None, photo: Path | None) -> None:
         if package is not None:
             self.window.activate_model(package)
         if photo is not None:
             self.window.open_photo(photo)
-        if self.args.settings:
+        if self.args.settings or self.args.guide is not None:
             self.window.pipeline.session_ready.connect(self._apply_settings)
         if self.args.screenshot is not None:
             self._poll = QTimer(self.window)
@@ -99,10 +113,13 @@ class Startup:
         if self._applied:
             return
         self._applied = True
-        self.window.controls.set_values(dict(self.args.settings), commit=True)
+        if self.args.settings:
+            self.window.controls.set_values(dict(self.args.settings), commit=True)
+        if self.args.guide is not None:
+            self.window.controls.select_guide(self.args.guide.resolve())
 
     def ready(self) -> bool:
-        """The first preview state: photo open, region encoded, every --set applied, no work left."""
+        """The first preview state: photo open, region encoded, every --set and --guide applied, no work left."""
         window = self.window
         has_model = window.model.package is not None
         if window.document.pixels is None or not window.is_idle():
@@ -147,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         package = pick_model(window.library.packages(), args.model)
         check_settings(package, args.settings)
+        check_guide(package, args.guide)
     except PuppetryError as error:
         print(f"puppetry: {error}", file=sys.stderr)
         return 2

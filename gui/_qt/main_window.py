@@ -56,6 +56,13 @@ def suggested_save_name(source: Path | None) -> str:
     return str(source.with_name(f"{source.stem}-edited.png"))
 
 
+def proposed_region(pixels: np.ndarray, whole: bool) -> Box:
+    """The region a new photo starts with: all of it for scene models, else the content `propose_box` finds."""
+    if whole:
+        return Box(0, 0, int(pixels.shape[1]), int(pixels.shape[0]))
+    return propose_box(pixels)
+
+
 class MainWindow(QMainWindow):
     """Owns the state objects and wires views to them; holds no editing logic of its own."""
 
@@ -259,10 +266,11 @@ class MainWindow(QMainWindow):
             return
         path = Path(path)
         self.statusBar().showMessage(f"Opening {path.name}…")
+        whole = self._edits_whole_scenes()
 
         def read() -> tuple[Photo, Box]:
             photo = load_image(path)
-            return photo, propose_box(photo.pixels)
+            return photo, proposed_region(photo.pixels, whole)
 
         def opened(result: tuple[Photo, Box]) -> None:
             photo, box = result
@@ -309,7 +317,12 @@ class MainWindow(QMainWindow):
 
     def propose_region(self) -> None:
         if self.document.pixels is not None:
-            self.document.set_box(propose_box(self.document.pixels))
+            self.document.set_box(proposed_region(self.document.pixels, self._edits_whole_scenes()))
+
+    def _edits_whole_scenes(self) -> bool:
+        """Guide models translate a whole scene from one domain to another, so their region is the photo."""
+        package = self.model.package
+        return package is not None and package.guide is not None
 
     # --- saving -----------------------------------------------------------------------------------------------
     def save(self) -> None:
