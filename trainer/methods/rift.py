@@ -235,14 +235,18 @@ class RIFTModel(nn.Module):
     def discriminators(self) -> list[nn.Module]:
         return [self.disc_a, self.disc_b, self.disc_guess]
 
+    def generators_for(self, direction: str) -> tuple[GuidedGenerator, GuidedGenerator]:
+        """(forward, backward) of a direction: a2b translates with the guide b2a reads from a B image."""
+        return (self.a2b, self.b2a) if direction == "a2b" else (self.b2a, self.a2b)
+
     def translate(self, source: torch.Tensor, guide_image: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
         """F(source, guide): the source translated into the guide's domain with the guide's specifics."""
-        forward, backward = (self.a2b, self.b2a) if direction == "a2b" else (self.b2a, self.a2b)
+        forward, backward = self.generators_for(direction)
         return forward(source, backward.guide_of(guide_image))[0]
 
     def translate_without_guide(self, source: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
         """The same generator with an all-zero guide: the one-to-one (CycleGAN-style) baseline."""
-        forward = self.a2b if direction == "a2b" else self.b2a
+        forward = self.generators_for(direction)[0]
         return forward(source, forward.empty_guide(source))[0]
 
     def forward_pass(self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -487,11 +491,6 @@ def verdict(results: dict[str, tuple[list, dict[str, float]]]) -> str:
     return f"The model does NOT beat the random baseline (ACC {ours:.1f} vs {chance:.1f}): treat it as a failed run."
 
 
-def served_generators(model: RIFTModel, direction: str) -> tuple[GuidedGenerator, GuidedGenerator]:
-    """(translator, guide encoder) for a direction: a2b reads the guide of a B image through b2a, and vice versa."""
-    return (model.a2b, model.b2a) if direction == "a2b" else (model.b2a, model.a2b)
-
-
 def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
     """Write the guide package for `serve_direction`: ONNX graphs (parity-checked), sample guides, measured table."""
     config = method.config
@@ -501,7 +500,7 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
     size = config.image_size
     example_image = torch.zeros(1, 3, size, size)
     example_guide = torch.zeros(1, 1, config.guide_size, config.guide_size)
-    translator, guide_encoder = served_generators(method.model, direction)
+    translator, guide_encoder = method.model.generators_for(direction)
     graphs = {
         "guide_encoder": Graph(GuideEncoderGraph(guide_encoder), (example_image,), ["image"], ["guide"]),
         "translator": Graph(TranslatorGraph(translator), (example_image, example_guide), ["image", "guide"],
