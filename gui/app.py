@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QImageReader
 
 from engine.errors import PuppetryError
 from engine.package import ModelPackage
@@ -74,6 +75,9 @@ def check_guide(package: ModelPackage | None, guide: Path | None) -> None:
         raise PuppetryError("--guide needs a guide model (one with a guide picker); pick one with --model")
     if not guide.is_file():
         raise PuppetryError(f"--guide {guide}: there is no image file there")
+    reader = QImageReader(str(guide))
+    if not reader.canRead():
+        raise PuppetryError(f"--guide {guide}: not an image Puppetry can read ({reader.errorString()})")
 
 
 def pick_model(packages: list[ModelPackage], wanted: str | None) -> ModelPackage | None:
@@ -116,7 +120,10 @@ class Startup:
         if self.args.settings:
             self.window.controls.set_values(dict(self.args.settings), commit=True)
         if self.args.guide is not None:
-            self.window.controls.select_guide(self.args.guide.resolve())
+            problem = self.window.controls.select_guide(self.args.guide.resolve())
+            if problem is not None:
+                print(f"puppetry: --guide {self.args.guide} cannot be read: {problem}", file=sys.stderr)
+                self.exit_code = 2
 
     def ready(self) -> bool:
         """The first preview state: photo open, region encoded, every --set and --guide applied, no work left."""

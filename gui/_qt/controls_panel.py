@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -40,6 +41,17 @@ KEYBOARD_COMMIT_MS = 400  # a value typed or stepped with keys commits after thi
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 STRENGTH = "strength"
 GUIDE = "guide"
+
+
+def button_row(*buttons: tuple[str, str, Callable[[], None]]) -> QHBoxLayout:
+    """A row of push buttons, each (text, tooltip, slot)."""
+    row = QHBoxLayout()
+    for text, tip, slot in buttons:
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        row.addWidget(button)
+    return row
 
 
 class ControlsPanel(QWidget):
@@ -128,16 +140,8 @@ class ControlsPanel(QWidget):
             self._widgets[control.name] = widget
             form.addRow(control.label, widget)
         layout.addLayout(form)
-        buttons = QHBoxLayout()
-        reset = QPushButton("Reset")
-        reset.setToolTip("Every control back to its default")
-        randomise = QPushButton("Randomise")
-        randomise.setToolTip("A random pose within the model's ranges")
-        reset.clicked.connect(self.reset)
-        randomise.clicked.connect(self.randomise)
-        buttons.addWidget(reset)
-        buttons.addWidget(randomise)
-        layout.addLayout(buttons)
+        layout.addLayout(button_row(("Reset", "Every control back to its default", self.reset),
+                                    ("Randomise", "A random pose within the model's ranges", self.randomise)))
         layout.addStretch(1)
         self._render_puppet()
 
@@ -181,16 +185,8 @@ class ControlsPanel(QWidget):
         self._guide_list.setMinimumHeight(3 * GUIDE_THUMB_PX)
         self._guide_list.currentItemChanged.connect(lambda *_: self._moved(commit=True, immediately=True))
         group_layout.addWidget(self._guide_list)
-        pick_row = QHBoxLayout()
-        folder = QPushButton("Folder…")
-        folder.setToolTip("Show the images of a folder as guides")
-        image = QPushButton("Image…")
-        image.setToolTip("Use any image file as the guide")
-        folder.clicked.connect(self._choose_folder)
-        image.clicked.connect(self._choose_image)
-        pick_row.addWidget(folder)
-        pick_row.addWidget(image)
-        group_layout.addLayout(pick_row)
+        group_layout.addLayout(button_row(("Folder…", "Show the images of a folder as guides", self._choose_folder),
+                                          ("Image…", "Use any image file as the guide", self._choose_image)))
         layout.addWidget(group)
         form = QFormLayout()
         self._strength = self._slider(0.0, 1.0, 1.0)
@@ -200,10 +196,11 @@ class ControlsPanel(QWidget):
         self.add_guides(samples)
 
     # --- guides -----------------------------------------------------------------------------------------------
-    def add_guides(self, paths: Iterable[Path], *, select: Path | None = None) -> None:
-        """Add guide thumbnails (read small, straight from disk); unreadable files are skipped and logged."""
+    def add_guides(self, paths: Iterable[Path]) -> dict[Path, str]:
+        """Add guide thumbnails (read small, straight from disk); returns the unreadable ones and why (also logged)."""
+        skipped: dict[Path, str] = {}
         if self._guide_list is None:
-            return
+            return skipped
         known = {self._guide_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self._guide_list.count())}
         self._guide_list.blockSignals(True)
         for path in paths:
@@ -217,29 +214,34 @@ class ControlsPanel(QWidget):
             image = reader.read()
             if image.isNull():
                 log.warning("skipped guide %s: %s", path, reader.errorString())
+                skipped[Path(path)] = reader.errorString()
                 continue
             item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), Path(path).stem)
             item.setData(Qt.ItemDataRole.UserRole, str(path))
             item.setToolTip(str(path))
             self._guide_list.addItem(item)
         self._guide_list.blockSignals(False)
-        if select is not None:
-            self.select_guide(select)
+        return skipped
 
     def guide_paths(self) -> list[Path]:
         if self._guide_list is None:
             return []
         return [Path(self._guide_list.item(i).data(Qt.ItemDataRole.UserRole)) for i in range(self._guide_list.count())]
 
-    def select_guide(self, path: Path) -> None:
-        """Pick the guide at `path` (added first if new); emits changed and committed like a click."""
+    def select_guide(self, path: Path) -> str | None:
+        """Pick the guide at `path` (added first if new); emits changed and committed like a click.
+
+        Returns why the file cannot be used as a guide, or None once it is picked.
+        """
         if self._guide_list is None:
-            return
+            return None
+        skipped = self.add_guides([Path(path)])
+        if skipped:
+            return skipped[Path(path)]
         for row in range(self._guide_list.count()):
             if Path(self._guide_list.item(row).data(Qt.ItemDataRole.UserRole)) == Path(path):
                 self._guide_list.setCurrentRow(row)
-                return
-        self.add_guides([Path(path)], select=Path(path))
+        return None
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Guides from folder")
@@ -251,7 +253,9 @@ class ControlsPanel(QWidget):
         patterns = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
         path, _ = QFileDialog.getOpenFileName(self, "Guide image", "", f"Images ({patterns})")
         if path:
-            self.select_guide(Path(path))
+            problem = self.select_guide(Path(path))
+            if problem is not None:
+                QMessageBox.warning(self, "Could not use the guide", f"{path} cannot be read as an image: {problem}.")
 
     # --- values -----------------------------------------------------------------------------------------------
     def values(self) -> dict[str, Any]:

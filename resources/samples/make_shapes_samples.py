@@ -25,19 +25,14 @@ GUIDES = 12
 SEED = 11
 
 
-def domain_letter(description: str) -> str:
-    """'3D-Shapes-ABC split 1 domain B' -> 'B'."""
-    return description.rsplit(" ", 1)[-1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", type=Path, default=SAMPLES.parent / "models" / "shapes-split1")
     args = parser.parse_args()
     package = load_package(args.package)
-    split = int(package.metrics["data"]["split"])
-    source = domain_letter(package.guide.source_domain)
-    guide = domain_letter(package.guide.guide_domain)
+    measured_on = package.metrics["data"]
+    split = int(measured_on["split"])
+    source, guide = ("A", "B") if measured_on["direction"] == "a2b" else ("B", "A")
     photo = heldout_scenes(split, source, 1, SIZE, SEED)[0]
     log.info("photo: %s", save_image(SAMPLES / "shapes_source.png", photo))
     folder = SAMPLES / "guides"

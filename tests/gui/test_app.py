@@ -77,6 +77,10 @@ def test_guide_needs_a_guide_model_and_an_image_that_is_there(tmp_path: Path):
         check_guide(puppet, image)
     with pytest.raises(PuppetryError, match="no image file"):
         check_guide(guide_model, tmp_path / "missing.png")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(PuppetryError, match="not an image Puppetry can read"):
+        check_guide(guide_model, text)
 
 
 def test_screenshot_command_applies_a_guide_to_the_whole_scene(tmp_path: Path):

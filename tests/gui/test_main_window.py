@@ -187,6 +187,17 @@ def test_a_guide_model_applies_the_picked_guide(editing: MainWindow, qtbot, mode
     save_shot(editing, shots, "guide_edit")
 
 
+def test_an_unreadable_guide_is_reported_and_leaves_the_picker_as_it_was(editing: MainWindow, qtbot, tmp_path: Path):
+    use_model(editing, qtbot, "tiny-guide")
+    settle(editing, qtbot)
+    before = editing.controls.guide_paths()
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    assert editing.controls.select_guide(broken)  # the reader's reason, instead of looping on the file
+    assert editing.controls.guide_paths() == before
+    assert editing.document.undo_stack.count() == 0
+
+
 def test_save_goes_to_a_new_file_and_reads_back(editing: MainWindow, qtbot, photo_path: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch):
     original_bytes = photo_path.read_bytes()
