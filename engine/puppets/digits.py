@@ -10,7 +10,9 @@ synthetic labels trustworthy.
 
 Conventions: `rotation` is in degrees, positive = counter-clockwise as
 displayed; `size` 1.0 makes the glyph's ink 0.625 of the image height (20 px
-of 32, as in MNIST's 20-px box); `shift_x` is positive to the right and
+of 32, as in MNIST's 20-px box); `width` stretches the glyph across before it
+turns, keeping its height, because MNIST fills its box on the longer side and
+so holds digits wider than any typed one; `shift_x` is positive to the right and
 `shift_y` positive downwards, both as fractions of the image side.
 """
 
@@ -119,6 +121,7 @@ def render_digit(
     *,
     rotation: float,
     scale: float,
+    width: float,
     thickness: float,
     shift_x: float,
     shift_y: float,
@@ -130,10 +133,11 @@ def render_digit(
     canvas = size * k
     glyph_height = scale * GLYPH_HEIGHT_AT_UNIT_SIZE * canvas
     zoom = glyph_height / field.height
-    matrix = cv2.getRotationMatrix2D(field.centre, rotation, zoom)  # positive angle = counter-clockwise on screen
+    turn = cv2.getRotationMatrix2D(field.centre, rotation, zoom)  # positive angle = counter-clockwise on screen
+    linear = turn[:, :2] @ np.diag([width, 1.0])  # stretch across, then turn and scale
     middle = (canvas - 1) / 2.0
-    matrix[0, 2] += middle + shift_x * canvas - field.centre[0]
-    matrix[1, 2] += middle + shift_y * canvas - field.centre[1]
+    matrix = np.hstack([linear, (middle - linear @ np.asarray(field.centre))[:, None]])
+    matrix[:, 2] += (shift_x * canvas, shift_y * canvas)
     distance = cv2.warpAffine(
         field.distance,
         matrix,
@@ -157,6 +161,7 @@ class DigitsPuppet(Puppet):
         Control("digit", "Digit", 0, 9, 0, "categorical", tuple(str(d) for d in range(10))),
         Control("rotation", "Rotation (degrees, counter-clockwise)", -45.0, 45.0, 0.0, "continuous"),
         Control("size", "Size (1 = MNIST's 20 px of 32)", 0.6, 1.4, 1.0, "continuous"),
+        Control("width", "Width (1 = the font's own)", 0.8, 1.8, 1.0, "continuous"),
         Control("thickness", "Stroke thickness (−1 thin … 1 thick)", -1.0, 1.0, 0.0, "continuous"),
         Control("font", "Font", 0, len(FONT_FACES) - 1, 0, "categorical", tuple(name for name, _ in FONT_FACES)),
         Control("shift_x", "Shift right (fraction of image)", -0.06, 0.06, 0.0, "continuous"),
@@ -170,6 +175,7 @@ class DigitsPuppet(Puppet):
             int(values["font"]),
             rotation=values["rotation"],
             scale=values["size"],
+            width=values["width"],
             thickness=values["thickness"],
             shift_x=values["shift_x"],
             shift_y=values["shift_y"],

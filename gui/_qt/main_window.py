@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self.include_bundled = include_bundled
         self.ask_before_discard = True
         self.training_dialog: TrainingDialog | None = None
+        self._region_whole = False  # whether the box was proposed for a guide model (the whole photo)
         self.document = Document(self)
         self.model = ActiveModel(self)
         self.runner = JobRunner(self)
@@ -276,6 +277,7 @@ class MainWindow(QMainWindow):
             photo, box = result
             self.document.open(photo)
             self.document.set_box(box)
+            self._region_whole = whole
             self.settings.add_recent_file(path)
             self.settings.set_folder(OPEN, path.parent)
             self._update_recent_menu()
@@ -317,7 +319,8 @@ class MainWindow(QMainWindow):
 
     def propose_region(self) -> None:
         if self.document.pixels is not None:
-            self.document.set_box(proposed_region(self.document.pixels, self._edits_whole_scenes()))
+            self._region_whole = self._edits_whole_scenes()
+            self.document.set_box(proposed_region(self.document.pixels, self._region_whole))
 
     def _edits_whole_scenes(self) -> bool:
         """Guide models translate a whole scene from one domain to another, so their region is the photo."""
@@ -435,6 +438,8 @@ class MainWindow(QMainWindow):
             self.show_error("Could not load the puppet", str(error))
             puppet = None
         self.controls.show_package(package, puppet, self.model.guide_samples())
+        if self._region_whole != self._edits_whole_scenes():
+            self.propose_region()  # a box drawn for an object is wrong for a scene model, and the reverse
         self.provider_label.setText("loading…")
         self.library.set_active(package.name, None)
         self.library.select(package.name)

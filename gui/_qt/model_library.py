@@ -88,6 +88,8 @@ class ModelLibrary(QWidget):
         self.list = QListWidget()
         self.list.setAlternatingRowColors(True)
         self.list.setSpacing(2)
+        self.list.setWordWrap(True)  # long titles wrap in the narrow dock instead of hiding behind a scroll bar
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.card = QTextBrowser()
         self.card.setOpenExternalLinks(False)
         self.card.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -156,6 +156,17 @@ def test_digit_shift_moves_the_ink_centre_by_the_requested_fraction(digits: Pupp
     assert moved - still == pytest.approx(3.2, abs=0.15)
 
 
+def test_digit_width_stretches_the_ink_across_and_keeps_its_height(digits: Puppet) -> None:
+    def ink_extent(image: np.ndarray) -> tuple[int, int]:
+        rows, cols = np.nonzero(image[:, :, 0] > 127)
+        return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+    height, width = ink_extent(digits.render({"digit": 0}, 64))
+    wide_height, wide_width = ink_extent(digits.render({"digit": 0, "width": 1.5}, 64))
+    assert abs(wide_height - height) <= 1
+    assert wide_width / width == pytest.approx(1.5, abs=0.1)
+
+
 def test_missing_fonts_raise_edit_error_saying_what_to_install(monkeypatch) -> None:
     from engine.puppets import digits as digits_module
 

@@ -173,11 +173,12 @@ def test_holding_backslash_shows_the_original(editing: MainWindow, qtbot, shots:
 
 def test_a_guide_model_applies_the_picked_guide(editing: MainWindow, qtbot, models_dir: Path, shots: Path):
     use_model(editing, qtbot, "tiny-guide")
+    box = Box(10, 20, 100, 90)  # the user may still limit a guide model to a drawn region
+    editing.document.set_box(box)
     settle(editing, qtbot)
     guides = editing.controls.guide_paths()
     assert [p.name for p in guides] == ["guide0.png", "guide1.png", "guide2.png"]
     before = editing.document.pixels.copy()
-    box = editing.document.box
     editing.controls.select_guide(guides[1])
     qtbot.waitUntil(lambda: editing.document.undo_stack.count() == 1, timeout=WAIT_MS)
     after = editing.document.pixels
@@ -185,6 +186,16 @@ def test_a_guide_model_applies_the_picked_guide(editing: MainWindow, qtbot, mode
     np.testing.assert_array_equal(after[outside(box, after.shape)], before[outside(box, before.shape)])
     assert "guide guide1.png at 100%" == editing.document.undo_stack.text(0)
     save_shot(editing, shots, "guide_edit")
+
+
+def test_switching_between_object_and_scene_models_proposes_a_fitting_region(editing: MainWindow, qtbot):
+    height, width = editing.document.pixels.shape[:2]
+    object_box = editing.document.box
+    assert object_box.w < width
+    use_model(editing, qtbot, "tiny-guide")
+    assert editing.document.box == Box(0, 0, width, height)  # a guide model translates the whole scene
+    use_model(editing, qtbot, "tiny-puppet")
+    assert editing.document.box == object_box  # back on the object a puppet edits
 
 
 def test_an_unreadable_guide_is_reported_and_leaves_the_picker_as_it_was(editing: MainWindow, qtbot, tmp_path: Path):

@@ -209,7 +209,7 @@ def test_the_form_describes_a_puppetgan_run_on_mnist(dialog, tmp_path):
     assert request.method == "puppetgan" and request.name == "digits-size" and request.steps == 400
     assert dict(request.settings) == {"puppet": "digits", "attribute": "size", "real": "mnist"}
     assert (request.preview_every, request.checkpoint_every, request.log_every) == (16, 40, 4)
-    assert dialog.attribute_box.count() == 5  # the digits puppet's continuous controls
+    assert dialog.attribute_box.count() == 6  # the digits puppet's continuous controls
     assert "not supported" in dialog.note.text() and dialog.real_box.count() == 1
 
 

@@ -16,6 +16,7 @@ from engine.errors import TrainingError
 from engine.package import load_package
 from engine.resources import resource_path
 from trainer.cli import main as train_main
+from trainer.data.mnist import mnist_split
 from trainer.evaluate import (
     MetricsRow,
     canonicalise,
@@ -25,6 +26,7 @@ from trainer.evaluate import (
     measure_rotation,
     measure_size,
     preview_grid,
+    scale_to_size,
     write_manifest_metrics,
 )
 
@@ -86,6 +88,14 @@ def test_measure_size_ignores_the_glyphs_shape() -> None:
     puppet = puppets.load("digits")
     one, zero = measure_size(np.stack([puppet.render({"digit": d, "size": 1.1}, 32) for d in (1, 0)]))
     assert one == pytest.approx(zero, rel=0.03)
+
+
+def test_scale_to_size_gives_real_digits_the_asked_ink_height() -> None:
+    digits = mnist_split("train").images[:100]
+    sizes = np.random.default_rng(0).uniform(0.8, 1.2, len(digits))
+    measured = measure_size(scale_to_size(digits, sizes))
+    assert np.median(np.abs(measured - sizes)) < 0.02
+    assert np.corrcoef(measured, sizes)[0, 1] > 0.98
 
 
 def test_an_oracle_that_sets_each_digits_size_scores_near_the_top(size_grid) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 from engine.package import load_package
+from trainer.data.mnist import mnist_split
+from trainer.data.tensors import to_pixels
 from trainer.evaluate import evaluate_target, package_edit_function
 from trainer.methods import load
 from trainer.methods.puppetgan import (
@@ -161,3 +164,18 @@ def test_evaluate_measures_a_package_through_its_onnx_graphs(tiny_method: Puppet
     assert outputs.shape == (3, 10, 32, 32, 3)
     torch_row = grid.metrics("torch", tiny_method.edit(grid.inputs, grid.references))
     assert rows[2].r_attr == pytest.approx(torch_row.r_attr, abs=0.02)
+
+
+def test_real_digits_get_the_configured_size_and_turn_and_are_left_alone_without_them(tiny_config) -> None:
+    from trainer.evaluate import measure_rotation, measure_size
+
+    def real_batch(**settings) -> np.ndarray:
+        method = PuppetGAN(dataclasses.replace(tiny_config, batch_size=16, **settings), torch.device("cpu"), seed=0)
+        return to_pixels(method.draw_batch()["a"])
+
+    plain = real_batch()
+    train = mnist_split("train").images
+    assert (train[None] == plain[:, None]).all(axis=(2, 3, 4)).any(axis=1).all()  # untouched training digits
+    assert np.median(np.abs(measure_size(real_batch(real_size_range=(1.15, 1.15))) - 1.15)) < 0.03
+    turned = measure_rotation(real_batch(real_max_rotation=40.0)) - measure_rotation(plain)
+    assert 10.0 < np.median(np.abs(turned)) < 40.0  # same digits (same draws), each turned by up to 40 degrees

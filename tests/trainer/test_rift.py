@@ -293,7 +293,7 @@ def test_exported_guide_package_edits_like_the_torch_model_in_its_direction(expo
     assert package.guide.guide_domain.endswith(f"domain {guide_domain}")
     assert len(package.guide.samples) == 12
     assert max(package.provenance["parity_max_abs_diff"].values()) < 1e-4
-    scenes_a, scenes_b = method.preview_sources, method.preview_guides
+    scenes_a, scenes_b = method.preview_scenes["A"], method.preview_scenes["B"]
     source, guide = (scenes_a[0], scenes_b[0]) if direction == "a2b" else (scenes_b[0], scenes_a[0])
     editor = load_editor(package)
     edited = editor.apply(editor.prepare(source), {"guide": guide})
@@ -301,3 +301,17 @@ def test_exported_guide_package_edits_like_the_torch_model_in_its_direction(expo
     other = method.translate(source[None], guide[None], "b2a" if direction == "a2b" else "a2b")[0]
     assert np.abs(edited.astype(int) - other.astype(int)).max() > 1
     assert np.abs(edited.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_training_preview_shows_both_directions(exported):
+    method, _ = exported
+    size = method.data.size
+    preview = method.preview()
+    a2b_height = 5 * size  # the guides row and four sources
+    assert preview.shape == (2 * a2b_height + size // 2, 7 * size, 3)
+    scenes_a, scenes_b = method.preview_scenes["A"], method.preview_scenes["B"]
+    b2a = preview[a2b_height + size // 2:]
+    np.testing.assert_array_equal(preview[size:2 * size, :size], scenes_a[0])  # first A source, top half
+    np.testing.assert_array_equal(b2a[size:2 * size, :size], scenes_b[0])  # first B source, bottom half
+    expected = method.translate(scenes_b[:1], scenes_a[:1], "b2a")[0]
+    np.testing.assert_array_equal(b2a[size:2 * size, size:2 * size], expected)

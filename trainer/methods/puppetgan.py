@@ -36,8 +36,8 @@ from engine.puppets.base import Control
 from trainer.data.mnist import mnist_split
 from trainer.data.tensors import to_pixels, to_tensor
 from trainer.data.triplets import TripletBatch, TripletSampler, TripletSpec
-from trainer.evaluate import (FULL_GRID_INPUTS, FULL_GRID_REFERENCES, EvaluationGrid, evaluation_grid, preview_grid,
-                              selection_score)
+from trainer.evaluate import (FULL_GRID_INPUTS, FULL_GRID_REFERENCES, EvaluationGrid, augment_digits, evaluation_grid,
+                              preview_grid, scale_to_size, selection_score)
 from trainer.export import Graph, export_package
 from trainer.methods.base import Method, MethodConfig
 from trainer.nets import ConvDecoder, ConvEncoder, Norm, PatchGAN
@@ -53,6 +53,10 @@ class PuppetGANConfig(MethodConfig):
     attribute: str = "rotation"
     attribute_range: tuple[float, float] | None = None  # None: the puppet control's own range
     real: str = "mnist"
+    # not in the paper: turn / resize each real training digit at random, so the real domain (and its discriminator)
+    # holds the poses the model serves: MNIST digits lean -14 +- 27 degrees and fill a 20 px box on the longer side
+    real_max_rotation: float = 0.0  # degrees, either way
+    real_size_range: tuple[float, float] | None = None  # ink height drawn from this range (puppet size units)
     image_size: int = 32
     code_dim: int = 128  # attribute_code = first half, rest_code = second half
     width: int = 32  # departs: the paper's encoder starts at 64 channels; 32 is what 2 CPU cores train in 30 min
@@ -341,9 +345,15 @@ class PuppetGAN(Method):
 
     def draw_batch(self) -> dict[str, torch.Tensor]:
         """B real training digits and B bank triplets, as (B, 3, S, S) tensors in [-1, 1] on the device."""
-        n = self.config.batch_size
+        config = self.config
+        n = config.batch_size
         triplets = self.bank.take(self.rng.integers(0, len(self.bank), size=n))
         real = self.real[self.rng.integers(0, len(self.real), size=n)]
+        if config.real_max_rotation:
+            real = augment_digits(real, self.rng, max_rotation=config.real_max_rotation, scale_range=(1.0, 1.0),
+                                  max_shift=0.0)
+        if config.real_size_range is not None:
+            real = scale_to_size(real, self.rng.uniform(*config.real_size_range, size=n))
         images = {"a": real, "b1": triplets.b1, "b2": triplets.b2, "b3": triplets.b3}
         return {name: to_tensor(pixels, self.device) for name, pixels in images.items()}
 

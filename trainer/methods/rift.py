@@ -335,8 +335,8 @@ class RIFT(Method):
             [p for d in self.model.discriminators() for p in d.parameters()], lr=config.lr * config.disc_lr_ratio,
             betas=betas)
         preview_rng = np.random.default_rng(seed + 7_919)  # fixed held-out inputs, so previews are comparable
-        self.preview_sources = self.data.render(sample_labels(self.data, "A", 4, preview_rng, heldout=True))
-        self.preview_guides = self.data.render(sample_labels(self.data, "B", 6, preview_rng, heldout=True))
+        self.preview_scenes = {domain: self.data.render(sample_labels(self.data, domain, 6, preview_rng, heldout=True))
+                               for domain in ("A", "B")}
         self._eval_pairs: dict | None = None
         self._classifier = None
 
@@ -409,8 +409,15 @@ class RIFT(Method):
             rows.append(np.concatenate([source, *outputs], axis=1))
         return np.concatenate(rows, axis=0)
 
+    def grid_both_ways(self, scenes_a: np.ndarray, scenes_b: np.ndarray, sources: int, guides: int) -> np.ndarray:
+        """A to B on top, B to A below (the same scenes, their roles swapped), a white band between."""
+        a2b = self.grid(scenes_a[:sources], scenes_b[:guides], "a2b")
+        b2a = self.grid(scenes_b[:sources], scenes_a[:guides], "b2a")
+        band = np.full((self.data.size // 2, a2b.shape[1], 3), 255, np.uint8)
+        return np.concatenate([a2b, band, b2a], axis=0)
+
     def preview(self) -> np.ndarray:
-        return self.grid(self.preview_sources, self.preview_guides)
+        return self.grid_both_ways(self.preview_scenes["A"], self.preview_scenes["B"], sources=4, guides=6)
 
     def classifier_path(self) -> Path:
         """The factor classifier this run is measured with."""
@@ -600,18 +607,12 @@ def package_evaluation(package: ModelPackage, classifier_path: Path = DEFAULT_CL
 
 
 def save_grid(method: RIFT, path: Path, sources: int = 5, guides: int = 8, seed: int = 0) -> Path:
-    """Held-out sources (rows) x held-out guides (columns) -> F(source, guide), enlarged 3x, as a PNG.
-
-    A to B on top, B to A below (the same scenes, their roles swapped), a white band between.
-    """
+    """Held-out sources (rows) x held-out guides (columns) -> F(source, guide), both directions, enlarged 3x, as a PNG."""
     rng = np.random.default_rng(seed + 65_537)
     data = method.data
-    scenes_a = data.render(sample_labels(data, "A", max(sources, guides), rng, heldout=True))
-    scenes_b = data.render(sample_labels(data, "B", max(sources, guides), rng, heldout=True))
-    a2b = method.grid(scenes_a[:sources], scenes_b[:guides], "a2b")
-    b2a = method.grid(scenes_b[:sources], scenes_a[:guides], "b2a")
-    band = np.full((data.size // 2, a2b.shape[1], 3), 255, np.uint8)
-    grid = np.concatenate([a2b, band, b2a], axis=0)
+    count = max(sources, guides)
+    scenes_a, scenes_b = (data.render(sample_labels(data, domain, count, rng, heldout=True)) for domain in ("A", "B"))
+    grid = method.grid_both_ways(scenes_a, scenes_b, sources, guides)
     enlarged = np.repeat(np.repeat(grid, 3, axis=0), 3, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_image(path, enlarged)
