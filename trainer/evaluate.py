@@ -145,7 +145,6 @@ def canonicalise(images: np.ndarray, attribute: str, *, target_size: float = 1.0
     return out
 
 
-
 def scale_to_size(images: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Scale each digit about the image centre so that `measure_size` reads `sizes` (the puppet's size units).
 
@@ -253,7 +252,7 @@ def _classifier_net() -> nn.Module:
 
 def augment_digits(grey: np.ndarray, rng: np.random.Generator, max_rotation: float = 60.0,
                    scale_range: tuple[float, float] = (0.6, 1.4), max_shift: float = 2.0) -> np.ndarray:
-    """Random rotation, scale and shift of (N, S, S) or (N, S, S, C) digits, so the classifier reads identity, not pose.
+    """Random rotation, scale and shift of (N, S, S[, C]) digits, so the classifier reads identity, not pose.
 
     The ranges cover every rotation and size a digit model serves; without them Acc
     would penalise a correctly rotated digit the classifier has never seen turned.
@@ -400,7 +399,7 @@ def evaluation_grid(puppet: Puppet, control: Control, fixed: Mapping[str, float]
     chosen = np.concatenate([np.flatnonzero(digits == k)[:per_class] for k in range(10)])
     rng = np.random.default_rng(GRID_SEED)
     held = {name: puppet.control(name).default for name in GRID_HELD_AT_DEFAULT.get(puppet.name, ())
-            if name != control.name}
+            if name != control.name and name not in fixed}
     rest = [c.name for c in puppet.controls if c.name != control.name and c.name not in fixed and c.name not in held]
     values = np.linspace(control.minimum, control.maximum, n_references)
     references = np.stack([

@@ -14,7 +14,9 @@ makes the rest code of an edited photo rebuild the photo, which a real decoder
 that ignores its attribute code fails; `code_invariance_loss` uses the
 triplets' own structure (b1, b3 share the attribute value, b2, b3 the rest) to
 keep the puppet's digit and font out of the attribute code, so nothing of the
-puppet but its pose reaches the photo.
+puppet but its pose reaches the photo. Likewise off by default, the real
+digits can be turned or resized at random (`real_max_rotation`,
+`real_size_range`) so that the real domain holds every pose the model serves.
 """
 
 from __future__ import annotations
