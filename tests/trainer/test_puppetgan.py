@@ -179,3 +179,12 @@ def test_real_digits_get_the_configured_size_and_turn_and_are_left_alone_without
     assert np.median(np.abs(measure_size(real_batch(real_size_range=(1.15, 1.15))) - 1.15)) < 0.03
     turned = measure_rotation(real_batch(real_max_rotation=40.0)) - measure_rotation(plain)
     assert 10.0 < np.median(np.abs(turned)) < 40.0  # same digits (same draws), each turned by up to 40 degrees
+
+
+@pytest.mark.parametrize("settings", [{"real_max_rotation": -5.0}, {"real_size_range": (1.2, 0.8)},
+                                      {"real_size_range": (0.0, 1.0)}])
+def test_impossible_real_pose_settings_are_refused_with_the_setting_named(settings) -> None:
+    from engine.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=next(iter(settings))):
+        PuppetGANConfig(**settings)

@@ -86,6 +86,13 @@ class PuppetGANConfig(MethodConfig):
     eval_references: int = 9  # puppet references spanning the served range in that grid
     export_grid_inputs: int = FULL_GRID_INPUTS  # TEST digits in the grid whose table the manifest carries
 
+    def __post_init__(self) -> None:
+        if self.real_max_rotation < 0:
+            raise TrainingError(f"PuppetGAN setting real_max_rotation={self.real_max_rotation}: use degrees >= 0.")
+        if self.real_size_range is not None and not 0 < self.real_size_range[0] <= self.real_size_range[1]:
+            raise TrainingError(f"PuppetGAN setting real_size_range={list(self.real_size_range)}: "
+                                "use [low, high] with 0 < low <= high (ink height in the puppet's size units).")
+
 
 # ---------------------------------------------------------------- losses
 
