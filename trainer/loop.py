@@ -80,7 +80,12 @@ class RunConfig:
     keep_checkpoints: int = 3  # 0: keep all
     runs_dir: Path = Path("runs")
     threads: int | None = None  # torch CPU threads; None leaves torch's default
+    lr_decay_steps: int = 0  # over the run's last N steps every learning rate falls linearly to zero; 0: constant
     command: str = ""  # the command line that started the run, for the package's provenance
+
+    def __post_init__(self) -> None:
+        if self.lr_decay_steps < 0:
+            raise TrainingError(f"--lr-decay-steps {self.lr_decay_steps}: give a number of steps >= 0.")
 
     @property
     def run_dir(self) -> Path:
@@ -175,6 +180,8 @@ def _build_method(config: RunConfig, device: torch.device) -> Method:
 def _provenance(config: RunConfig, step: int, wall_time_s: float) -> dict[str, Any]:
     return {
         "steps": step,
+        "total_steps": config.total_steps,
+        "lr_decay_steps": config.lr_decay_steps,
         "seed": config.seed,
         "command": config.command,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -274,6 +281,8 @@ class _Run:
         try:
             while self.step < config.total_steps:
                 self._poll_controls()
+                _set_learning_rates(self.method.optimizers(), lr_factor(self.step, config.total_steps,
+                                                                        config.lr_decay_steps))
                 losses = self.method.train_step(self.step, self.generator)
                 self.step += 1
                 _check_finite(losses, self.step)
@@ -547,6 +556,25 @@ def _broadcast_state(modules: Mapping[str, nn.Module]) -> None:
                 dist.broadcast(tensor.data, src=0)
 
 
+def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
+    """CycleGAN's schedule: the configured rate, then a linear fall to zero over the last `decay_steps` steps.
+
+    A pure function of the step, so a resumed run follows it exactly; extending a run
+    with `resume --steps` moves the decay window to the new end.
+    """
+    if decay_steps <= 0:
+        return 1.0
+    return 1.0 - max(0, step - (total_steps - decay_steps)) / (decay_steps + 1)
+
+
+def _set_learning_rates(optimizers: Mapping[str, torch.optim.Optimizer], factor: float) -> None:
+    """Scale each parameter group's configured rate, kept as "initial_lr" (torch's own name) in its checkpoint."""
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -653,6 +681,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train_parser.add_argument("--log-every", type=int, default=10, help="steps between step events")
     train_parser.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep")
     train_parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    train_parser.add_argument("--lr-decay-steps", type=int, default=0, metavar="N",
+                              help="let every learning rate fall linearly to zero over the last N steps (default 0: "
+                                   "constant)")
     _add_events_flag(train_parser)
     train_parser.set_defaults(run=_run_train)
 
@@ -690,7 +721,8 @@ def _run_train(args: argparse.Namespace) -> int:
         name=args.name, method=args.method, method_config=overrides, total_steps=steps, seed=args.seed,
         device=args.device, preview_every=args.preview_every, checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every, log_every=args.log_every, keep_checkpoints=args.keep_checkpoints,
-        runs_dir=args.runs_dir, threads=args.threads, command=shlex.join(["puppetry-train", *sys.argv[1:]]),
+        runs_dir=args.runs_dir, threads=args.threads, lr_decay_steps=args.lr_decay_steps,
+        command=shlex.join(["puppetry-train", *sys.argv[1:]]),
     )
     return _exit_code(train(config, events_to_stdout=args.events, progress=_show_progress(args)))
 

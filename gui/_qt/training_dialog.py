@@ -39,7 +39,15 @@ from PySide6.QtWidgets import (
 from engine import puppets
 from engine.errors import PuppetryError
 from engine.package import user_library_dir
-from gui.model.training_run import RunState, TrainingRequest, TrainingRun, check_run_name, default_runs_dir
+from gui.model.training_run import (
+    BundledRecipe,
+    RunState,
+    TrainingRequest,
+    TrainingRun,
+    bundled_recipe,
+    check_run_name,
+    default_runs_dir,
+)
 
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                   "#bcbd22", "#17becf", "#393b79", "#ad494a")
@@ -237,11 +245,13 @@ class TrainingDialog(QDialog):
     open_model = Signal(str)  # the library name of the trained model, to open in the editor
 
     def __init__(self, library_dir: Path | None = None, parent: QWidget | None = None,
-                 run: TrainingRun | None = None) -> None:
+                 run: TrainingRun | None = None, bundled_models_dir: Path | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a model")
         self.setModal(False)
         self.library_dir = library_dir
+        self.bundled_models_dir = bundled_models_dir  # None: the app's own resources/models
+        self.recipe: BundledRecipe | None = None
         self.run = run or TrainingRun(library_dir, self)
         self._name_edited = False
         self._logged_bucket = -1
@@ -267,6 +277,8 @@ class TrainingDialog(QDialog):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(placeholder-text);")
+        self.recipe_box = QCheckBox()
+        self.recipe_box.setChecked(True)
         self.steps_box = QSpinBox()
         self.steps_box.setRange(1, 10_000_000)
         self.steps_box.setSingleStep(100)
@@ -278,12 +290,13 @@ class TrainingDialog(QDialog):
         runs_row = QHBoxLayout()
         runs_row.addWidget(self.runs_edit, 1)
         runs_row.addWidget(self.runs_button)
-        form = QFormLayout()
+        self.form = form = QFormLayout()
         form.addRow("Method", self.method_box)
         form.addRow("Puppet", self.puppet_box)
         form.addRow("Attribute", self.attribute_box)
         form.addRow("Real images", self.real_box)
         form.addRow("", self.note)
+        form.addRow("Settings", self.recipe_box)
         form.addRow("Steps", self.steps_box)
         form.addRow("Name", self.name_edit)
         form.addRow("Runs folder", runs_row)
@@ -352,7 +365,8 @@ class TrainingDialog(QDialog):
     def _connect(self) -> None:
         self.method_box.currentIndexChanged.connect(self._method_changed)
         self.puppet_box.currentIndexChanged.connect(self._puppet_changed)
-        self.attribute_box.currentIndexChanged.connect(self._suggest_name)
+        self.attribute_box.currentIndexChanged.connect(self._attribute_changed)
+        self.recipe_box.toggled.connect(self._recipe_toggled)
         self.runs_edit.editingFinished.connect(self._suggest_name)
         self.name_edit.textEdited.connect(lambda _text: setattr(self, "_name_edited", True))
         self.runs_button.clicked.connect(self._choose_runs_dir)
@@ -406,7 +420,29 @@ class TrainingDialog(QDialog):
         index = self.attribute_box.findData("rotation")
         self.attribute_box.setCurrentIndex(max(index, 0))
         self.attribute_box.blockSignals(False)
+        self._attribute_changed()
+
+    def _attribute_changed(self) -> None:
+        """Offer the settings of a bundled model trained on this puppet and attribute, if there is one."""
+        self.recipe = bundled_recipe(self.method().key, str(self.puppet_box.currentData()),
+                                     str(self.attribute_box.currentData()), self.bundled_models_dir)
+        self.form.setRowVisible(self.recipe_box, self.recipe is not None)
+        if self.recipe is not None:
+            minutes = f", {self.recipe.wall_time_s / 60:.0f} min where it was trained" if self.recipe.wall_time_s else ""
+            self.recipe_box.setText(f"Like the bundled {self.recipe.model!r}")
+            self.recipe_box.setToolTip(
+                f"Train with every setting the bundled model {self.recipe.model!r} was trained with (its manifest "
+                f"keeps them): {self.recipe.steps:,} steps{minutes}. Untick for the method's defaults (the paper's).")
+        self._recipe_toggled()
         self._suggest_name()
+
+    def _recipe_toggled(self) -> None:
+        recipe = self.active_recipe()
+        self.steps_box.setValue(recipe.steps if recipe else self.method().default_steps)
+
+    def active_recipe(self) -> BundledRecipe | None:
+        """The bundled model's recipe when there is one and the user keeps it ticked."""
+        return self.recipe if self.recipe is not None and self.recipe_box.isChecked() else None
 
     def _suggest_name(self) -> None:
         if self._name_edited:
@@ -434,10 +470,13 @@ class TrainingDialog(QDialog):
         steps = self.steps_box.value()
         settings = {"puppet": str(self.puppet_box.currentData()), "attribute": str(self.attribute_box.currentData()),
                     "real": str(self.real_box.currentData())}
+        recipe = self.active_recipe()
         return TrainingRequest(
-            name=name, method=self.method().key, steps=steps, runs_dir=self.runs_dir(), settings=settings,
+            name=name, method=self.method().key, steps=steps, runs_dir=self.runs_dir(),
+            settings={**recipe.settings, **settings} if recipe else settings,
             preview_every=max(steps // 25, 1), checkpoint_every=max(steps // 10, 1),
             log_every=min(10, max(steps // 100, 1)),
+            lr_decay_steps=min(recipe.lr_decay_steps, steps) if recipe else 0,
         )
 
     # --- actions ----------------------------------------------------------------------------------------------

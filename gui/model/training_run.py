@@ -31,6 +31,7 @@ from superqt.utils import create_worker
 
 from engine.errors import PackageError, TrainingError
 from engine.package import MANIFEST, NAME_PATTERN, ModelPackage, import_package
+from engine.resources import bundled_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class TrainingRequest:
     checkpoint_every: int = 500
     log_every: int = 10
     threads: int | None = None
+    lr_decay_steps: int = 0
 
     @property
     def run_dir(self) -> Path:
@@ -95,7 +97,42 @@ class TrainingRequest:
             args += ["--set", f"{key}={value}"]
         if self.threads:
             args += ["--threads", str(self.threads)]
+        if self.lr_decay_steps:
+            args += ["--lr-decay-steps", str(self.lr_decay_steps)]
         return args
+
+
+@dataclass(frozen=True)
+class BundledRecipe:
+    """How a bundled model was trained, offered for a new run of the same method, puppet and attribute.
+
+    Read from the model's manifest (its provenance keeps the whole method config), so a
+    run started from the dialog trains as the bundled model did, not on the paper's defaults.
+    """
+
+    model: str
+    settings: Mapping[str, str]  # every method setting, as `--set KEY=VALUE` values
+    steps: int
+    lr_decay_steps: int
+    wall_time_s: float
+
+
+def bundled_recipe(method: str, puppet: str, attribute: str, models_dir: Path | None = None) -> BundledRecipe | None:
+    """The recipe of the first bundled `method` model trained on `puppet` and `attribute`, if there is one."""
+    for manifest_path in sorted(Path(models_dir or bundled_models_dir()).glob(f"*/{MANIFEST}")):
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            provenance = manifest["provenance"]
+            config = provenance["config"]
+            matches = (manifest["method"], config["puppet"], config["attribute"]) == (method, puppet, attribute)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a trained package of this kind; the model library reports broken ones
+        if matches:
+            settings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+            return BundledRecipe(manifest_path.parent.name, settings,
+                                 int(provenance.get("total_steps", provenance["steps"])),
+                                 int(provenance.get("lr_decay_steps", 0)), float(provenance.get("wall_time_s", 0.0)))
+    return None
 
 
 def check_run_name(name: str) -> str:

@@ -15,9 +15,10 @@ from engine.package import list_packages
 from gui._qt.main_window import MainWindow
 from gui._qt.training_dialog import TrainingDialog
 from gui.model.settings import Settings
-from gui.model.training_run import JsonLinesParser, RunState, TrainingRequest, TrainingRun
+from gui.model.training_run import JsonLinesParser, RunState, TrainingRequest, TrainingRun, bundled_recipe
 from tests.gui.conftest import save_shot
 
+REPO = Path(__file__).resolve().parents[2]
 CHILD_MS = 20_000  # a child imports torch (2-3 s on a quiet machine) before its first event
 TOY = "tests.gui.packaging_toy_method:PackagingToyMethod"
 
@@ -204,13 +205,48 @@ def test_the_form_describes_a_puppetgan_run_on_mnist(dialog, tmp_path):
     (tmp_path / "runs" / "digits-rotation").mkdir(parents=True)  # taken: the suggestion moves on
     dialog.runs_edit.editingFinished.emit()
     dialog.attribute_box.setCurrentIndex(dialog.attribute_box.findData("size"))
+    dialog.recipe_box.setChecked(False)  # the method's own defaults, not the bundled size model's
     dialog.steps_box.setValue(400)
     request = dialog.request()
     assert request.method == "puppetgan" and request.name == "digits-size" and request.steps == 400
     assert dict(request.settings) == {"puppet": "digits", "attribute": "size", "real": "mnist"}
+    assert "--lr-decay-steps" not in request.arguments()
     assert (request.preview_every, request.checkpoint_every, request.log_every) == (16, 40, 4)
     assert dialog.attribute_box.count() == 6  # the digits puppet's continuous controls
     assert "not supported" in dialog.note.text() and dialog.real_box.count() == 1
+
+
+def test_a_bundled_model_s_settings_are_offered_for_its_puppet_and_attribute(dialog):
+    manifest = json.loads((REPO / "resources" / "models" / "digits-rotation" / "manifest.json").read_text())
+    provenance = manifest["provenance"]
+    assert dialog.attribute_box.currentData() == "rotation" and dialog.form.isRowVisible(dialog.recipe_box)
+    assert dialog.recipe_box.isChecked() and "'digits-rotation'" in dialog.recipe_box.text() and "steps" in dialog.recipe_box.toolTip()
+    assert dialog.steps_box.value() == provenance.get("total_steps", provenance["steps"])
+    arguments = dialog.request().arguments()
+    assert f"w_swap_back={provenance['config']['w_swap_back']}" in arguments
+    assert "attribute_range=[-45.0, 30.0]" in arguments and "attribute=rotation" in arguments
+    dialog.attribute_box.setCurrentIndex(dialog.attribute_box.findData("thickness"))  # nothing bundled for it
+    assert not dialog.form.isRowVisible(dialog.recipe_box) and dialog.steps_box.value() == 2500
+    assert dict(dialog.request().settings) == {"puppet": "digits", "attribute": "thickness", "real": "mnist"}
+
+
+def test_a_recipe_is_read_from_a_matching_manifest_and_broken_ones_are_passed_over(tmp_path):
+    def package(name: str, manifest: object) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+
+    package("a-broken", "{not json")
+    package("b-no-provenance", {"method": "puppetgan"})
+    package("c-size", {"method": "puppetgan", "provenance": {
+        "steps": 900, "total_steps": 1000, "lr_decay_steps": 300, "wall_time_s": 120.0,
+        "config": {"puppet": "digits", "attribute": "size", "attribute_range": [0.8, 1.2], "w_swap_back": 10.0}}})
+    recipe = bundled_recipe("puppetgan", "digits", "size", tmp_path)
+    assert recipe is not None and (recipe.model, recipe.steps, recipe.lr_decay_steps) == ("c-size", 1000, 300)
+    assert dict(recipe.settings) == {"puppet": "digits", "attribute": "size", "attribute_range": "[0.8, 1.2]",
+                                     "w_swap_back": "10.0"}
+    assert bundled_recipe("puppetgan", "digits", "rotation", tmp_path) is None
+    assert TrainingRequest("r", "puppetgan", 1000, tmp_path, lr_decay_steps=300).arguments()[-2:] == [
+        "--lr-decay-steps", "300"]
 
 
 def test_a_bad_name_is_refused_in_the_dialog_without_starting(dialog):

@@ -83,6 +83,27 @@ def test_resume_extends_a_finished_run_and_rewrites_its_config(toy_run: RunConfi
     assert json.loads((finished.run_dir / "config.json").read_text())["total_steps"] == 12
 
 
+def test_learning_rates_fall_linearly_over_the_last_steps_and_resume_follows_them(toy_run: RunConfig):
+    assert [loop.lr_factor(step, 30, 12) for step in (0, 18, 19, 29)] == pytest.approx([1, 1, 12 / 13, 2 / 13])
+    constant = step_losses(read_events(train(toy_run).run_dir))
+    decayed = dataclasses.replace(toy_run, name="decayed", lr_decay_steps=12)
+    whole = step_losses(read_events(train(decayed).run_dir))
+    assert all(whole[step] == constant[step] for step in range(1, 21))  # step 20's loss precedes its slower update
+    assert all(whole[step] != constant[step] for step in range(21, 31))
+    split = train(dataclasses.replace(decayed, name="split")).run_dir
+    for path in ckpt.checkpoint_dir(split).glob("step_00000030.*"):
+        path.unlink()
+    resumed = resume(split, total_steps=30)
+    assert resumed.step == 30
+    assert [step_losses(read_events(split))[step] for step in range(21, 31)] == pytest.approx(
+        [whole[step] for step in range(21, 31)], abs=1e-6)
+
+
+def test_a_negative_decay_length_is_refused(toy_run: RunConfig):
+    with pytest.raises(TrainingError, match="lr-decay-steps"):
+        dataclasses.replace(toy_run, lr_decay_steps=-5)
+
+
 @pytest.mark.parametrize("failing_file", ["safetensors", "json"])
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint_resumable(
     toy_run: RunConfig, monkeypatch: pytest.MonkeyPatch, failing_file: str

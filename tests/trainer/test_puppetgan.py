@@ -25,12 +25,16 @@ from trainer.methods.puppetgan import (
     generator_losses,
     lsgan_discriminator_loss,
     lsgan_generator_loss,
+    photo_pose_invariance_loss,
+    pose_equivariance_loss,
+    pose_warp,
     reconstruction_loss,
     swap_back_loss,
     weighted_total,
 )
 
-L1_LOSSES = [reconstruction_loss, disentanglement_loss, cycle_loss, attribute_cycle_loss, swap_back_loss]
+L1_LOSSES = [reconstruction_loss, disentanglement_loss, cycle_loss, attribute_cycle_loss, swap_back_loss,
+             pose_equivariance_loss, photo_pose_invariance_loss]
 
 
 @pytest.fixture
@@ -42,7 +46,8 @@ def images() -> torch.Tensor:
 def tiny_config() -> PuppetGANConfig:
     return PuppetGANConfig(width=8, discriminator_width=8, batch_size=4, triplet_bank=12, eval_inputs=10,
                            eval_references=3, export_grid_inputs=10, attribute_range=(-40.0, 25.0),
-                           w_swap_back=10.0, w_code_invariance=2.0, w_edit_attribute_code=2.0, lr_generator=2e-3)
+                           w_swap_back=10.0, w_code_invariance=2.0, w_edit_attribute_code=2.0,
+                           w_pose_equivariance=5.0, lr_generator=2e-3)
 
 
 @pytest.fixture
@@ -86,16 +91,18 @@ def test_paper_only_config_adds_no_extra_terms() -> None:
 
 
 def test_generator_losses_name_every_term_of_the_paper(tiny_config: PuppetGANConfig) -> None:
+    config = dataclasses.replace(tiny_config, w_photo_pose_invariance=5.0, real_max_rotation=20.0)
     torch.manual_seed(0)
-    nets = PuppetGANNets(tiny_config)
-    batch = {name: torch.rand(2, 3, 32, 32) * 2 - 1 for name in ("a", "b1", "b2", "b3")}
-    losses, fakes = generator_losses(nets, tiny_config, batch, torch.Generator().manual_seed(0))
+    nets = PuppetGANNets(config)
+    batch = {name: torch.rand(2, 3, 32, 32) * 2 - 1 for name in ("a", "b1", "b2", "b3", "a_reposed")}
+    batch["pose_b1"] = torch.tensor([-30.0, 20.0])
+    losses, fakes = generator_losses(nets, config, batch, torch.Generator().manual_seed(0))
     assert set(losses) == {"reconstruction", "disentanglement", "cycle", "attribute_cycle_synthetic",
                            "attribute_cycle_real", "swap_back", "code_invariance", "edit_attribute_code",
-                           "adversarial"}
+                           "pose_equivariance", "photo_pose_invariance", "adversarial"}
     assert all(float(value.detach()) > 0 for value in losses.values())
-    expected = sum(getattr(tiny_config, f"w_{name}") * float(value.detach()) for name, value in losses.items())
-    assert float(weighted_total(losses, tiny_config).detach()) == pytest.approx(expected, rel=1e-5)
+    expected = sum(getattr(config, f"w_{name}") * float(value.detach()) for name, value in losses.items())
+    assert float(weighted_total(losses, config).detach()) == pytest.approx(expected, rel=1e-5)
     assert fakes["real"].shape == (4, 3, 32, 32) and fakes["synthetic"].shape == (4, 3, 32, 32)
 
 
@@ -108,7 +115,7 @@ def test_disentanglement_loss_is_zero_when_the_synthetic_decoder_renders_b3(tiny
             if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
                 module.weight.zero_()
                 module.bias.fill_(-20.0)  # tanh saturates at -1: a black image, whatever the code
-    batch = {name: image for name in ("a", "b1", "b2", "b3")}
+    batch = {**{name: image for name in ("a", "b1", "b2", "b3")}, "pose_b1": torch.zeros(2)}
     losses, _ = generator_losses(nets, tiny_config, batch, torch.Generator().manual_seed(0))
     assert float(losses["disentanglement"].detach()) == pytest.approx(0.0, abs=1e-6)
 
@@ -181,8 +188,43 @@ def test_real_digits_get_the_configured_size_and_turn_and_are_left_alone_without
     assert 10.0 < np.median(np.abs(turned)) < 40.0  # same digits (same draws), each turned by up to 40 degrees
 
 
+def test_the_photo_pose_loss_sees_each_real_digit_again_at_another_pose(tiny_config) -> None:
+    from trainer.evaluate import canonicalise, measure_rotation
+
+    config = dataclasses.replace(tiny_config, batch_size=16, real_max_rotation=40.0, w_photo_pose_invariance=1.0)
+    batch = PuppetGAN(config, torch.device("cpu"), seed=0).draw_batch()
+    first, second = to_pixels(batch["a"]), to_pixels(batch["a_reposed"])
+    assert np.median(np.abs(measure_rotation(first) - measure_rotation(second))) > 5.0
+    upright_first, upright_second = canonicalise(first, "rotation"), canonicalise(second, "rotation")
+    same = np.abs(upright_first - upright_second).mean()
+    assert same < 0.5 * np.abs(upright_first - np.roll(upright_second, 1, axis=0)).mean()
+
+
+@pytest.mark.parametrize(("attribute", "pose", "new_pose"), [("rotation", 0.0, 25.0), ("rotation", 10.0, -30.0),
+                                                              ("size", 1.0, 1.2), ("size", 1.1, 0.85)])
+def test_pose_warp_moves_a_puppet_render_to_its_render_at_the_new_pose(attribute, pose, new_pose) -> None:
+    from engine import puppets
+    from trainer.data.tensors import to_tensor
+    from trainer.evaluate import MEASURES
+
+    puppet = puppets.load("digits")
+    values = {control.name: control.default for control in puppet.controls}
+    start, goal = (to_tensor(puppet.render({**values, attribute: value}, 32, seed=3)[None]) for value in (pose, new_pose))
+    warped = pose_warp(start, attribute, torch.tensor([pose]), torch.tensor([new_pose]))
+    assert float((warped - goal).abs().mean()) < 0.25 * float((start - goal).abs().mean())
+    measured = MEASURES[attribute](to_pixels(warped))[0]
+    assert measured == pytest.approx(new_pose, abs=1.5 if attribute == "rotation" else 0.03)
+
+
+def test_pose_warp_keeps_an_image_at_an_unchanged_pose(images: torch.Tensor) -> None:
+    poses = torch.tensor([-20.0, 35.0])
+    assert torch.allclose(pose_warp(images, "rotation", poses, poses), images, atol=1e-5)
+
+
 @pytest.mark.parametrize("settings", [{"real_max_rotation": -5.0}, {"real_size_range": (1.2, 0.8)},
-                                      {"real_size_range": (0.0, 1.0)}])
+                                      {"real_size_range": (0.0, 1.0)},
+                                      {"w_pose_equivariance": 1.0, "attribute": "thickness"},
+                                      {"w_photo_pose_invariance": 1.0}])
 def test_impossible_real_pose_settings_are_refused_with_the_setting_named(settings) -> None:
     from engine.errors import TrainingError
 

@@ -8,15 +8,18 @@ Training sees unlabelled real images `a` and puppet triplets (b1: attribute at
 v, rest random; b2: rest at r, attribute random; b3: attribute v, rest r).
 Every loss of the paper is a small named function below.
 
-Two losses are added beyond the paper, each off by default (weight 0) and
-switched on for the shipped digit models (see BENCHMARKS.md): `swap_back_loss`
-makes the rest code of an edited photo rebuild the photo, which a real decoder
-that ignores its attribute code fails; `code_invariance_loss` uses the
-triplets' own structure (b1, b3 share the attribute value, b2, b3 the rest) to
-keep the puppet's digit and font out of the attribute code, so nothing of the
-puppet but its pose reaches the photo. Likewise off by default, the real
-digits can be turned or resized at random (`real_max_rotation`,
-`real_size_range`) so that the real domain holds every pose the model serves.
+Four losses are added beyond the paper, each off by default (weight 0); the
+shipped digit models use those BENCHMARKS.md lists. `swap_back_loss` makes the
+rest code of an edited photo rebuild the photo, which a real decoder that
+ignores its attribute code fails; `code_invariance_loss` uses the triplets' own
+structure (b1, b3 share the attribute value, b2, b3 the rest) to keep the
+puppet's digit and font out of the attribute code, so nothing of the puppet but
+its pose reaches the photo; the "edit reads as posed" term (`w_edit_attribute_code`)
+re-encodes the edit; and, for rotation and size only, `pose_equivariance_loss`
+asks two edits of one photo to differ by nothing but the pose change.
+Likewise off by default, the real digits can be turned or resized at random
+(`real_max_rotation`, `real_size_range`) so that the real domain holds every
+pose the model serves.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from trainer.methods.base import Method, MethodConfig
 from trainer.nets import ConvDecoder, ConvEncoder, Norm, PatchGAN
 
 log = logging.getLogger(__name__)
+
+
+GEOMETRIC_ATTRIBUTES = ("rotation", "size")  # attributes `pose_warp` can apply to an image
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ class PuppetGANConfig(MethodConfig):
     w_swap_back: float = 0.0  # not in the paper: Gr(Gr(a, b1) + eps, a) ~ a, the rest code of an edit must rebuild a
     w_code_invariance: float = 0.0  # not in the paper: attr(b1) ~ attr(b3) and rest(b2) ~ rest(b3), see below
     w_edit_attribute_code: float = 0.0  # not in the paper: attr(Gr(a, b1) + eps) ~ attr(b1), the edit reads as posed
+    w_pose_equivariance: float = 0.0  # not in the paper: Gr(a, b1') ~ Gr(a, b1) turned/resized to b1' (see below)
+    w_photo_pose_invariance: float = 0.0  # not in the paper: Gr(a', b1) ~ Gr(a, b1), a' = a at another real pose
     w_adversarial: float = 1.0
     steps: int = 2500  # departs: paper ~300 epochs at batch 200; this is ~30 min on 2 CPU cores
     triplet_bank: int = 6000  # triplets rendered once at start (a digit render costs ~10 ms on CPU)
@@ -92,6 +100,12 @@ class PuppetGANConfig(MethodConfig):
         if self.real_size_range is not None and not 0 < self.real_size_range[0] <= self.real_size_range[1]:
             raise TrainingError(f"PuppetGAN setting real_size_range={list(self.real_size_range)}: "
                                 "use [low, high] with 0 < low <= high (ink height in the puppet's size units).")
+        if self.w_photo_pose_invariance and not (self.real_max_rotation or self.real_size_range):
+            raise TrainingError(f"PuppetGAN setting w_photo_pose_invariance={self.w_photo_pose_invariance} needs "
+                                "real digits at random poses: set real_max_rotation or real_size_range.")
+        if self.w_pose_equivariance and self.attribute not in GEOMETRIC_ATTRIBUTES:
+            raise TrainingError(f"PuppetGAN setting w_pose_equivariance={self.w_pose_equivariance}: only the "
+                                f"geometric attributes {', '.join(GEOMETRIC_ATTRIBUTES)} have a known pose warp.")
 
 
 # ---------------------------------------------------------------- losses
@@ -136,6 +150,56 @@ def code_invariance_loss(code: torch.Tensor, same_code: torch.Tensor) -> torch.T
     matched = (code - same_code).abs().mean()
     shuffled = (code - same_code.roll(1, dims=0)).abs().mean()
     return matched / (shuffled + 1e-6)
+
+
+def pose_warp(images: torch.Tensor, attribute: str, pose: torch.Tensor, new_pose: torch.Tensor) -> torch.Tensor:
+    """Move each light-on-dark image in [-1, 1] from `pose` to `new_pose` about its ink centroid.
+
+    Rotation poses are degrees counter-clockwise on screen (the digits puppet's
+    convention); size poses are ink heights, so the image is scaled by their ratio.
+    Differentiable in `images`; the centroid is held constant.
+    """
+    ink = (images + 1.0) / 2.0
+    n, _, size, _ = images.shape
+    axis = torch.linspace(-1.0, 1.0, size, device=images.device, dtype=images.dtype)
+    weight = ink[:, :1].detach()
+    mass = weight.sum(dim=(2, 3)).clamp_min(1e-6)
+    centre = torch.cat([(weight.sum(2) * axis).sum(-1) / mass, (weight.sum(3) * axis).sum(-1) / mass], 1)  # (B, 2)
+    if attribute == "rotation":
+        angle = torch.deg2rad(new_pose - pose).to(images.dtype)
+        scale = torch.ones_like(angle)
+    elif attribute == "size":
+        angle = torch.zeros_like(pose, dtype=images.dtype)
+        scale = (new_pose / pose).to(images.dtype)
+    else:
+        raise TrainingError(f"pose_warp: {attribute!r} is not one of {GEOMETRIC_ATTRIBUTES}.")
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # affine_grid maps each output point p to the input point c + M (p - c); M undoes the turn and the scaling
+    # (y runs down the screen, so a counter-clockwise turn on screen is clockwise in these coordinates)
+    matrix = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (B, 2, 2)
+    shift = centre - (matrix @ centre[:, :, None])[:, :, 0]
+    grid = F.affine_grid(torch.cat([matrix, shift[:, :, None]], 2), [n, images.shape[1], size, size],
+                         align_corners=True)
+    return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=True) * 2.0 - 1.0
+
+
+def pose_equivariance_loss(edit_at_other_pose: torch.Tensor, edit_moved_there: torch.Tensor) -> torch.Tensor:
+    """Gr(a, b1') ~ pose_warp(Gr(a, b1)): two edits of one photo differ only by the change of pose.
+
+    Not in the paper, and only for geometric attributes. The other losses never
+    compare two edits of the same photo, so each pose may redraw the digit a
+    little differently (V_rest); this ties every pose to one drawing.
+    """
+    return F.l1_loss(edit_at_other_pose, edit_moved_there)
+
+
+def photo_pose_invariance_loss(edit_of_reposed_photo: torch.Tensor, edit: torch.Tensor) -> torch.Tensor:
+    """Gr(a', b1) ~ Gr(a, b1), where a' is the same real digit turned or resized at random.
+
+    Not in the paper. The photo's own pose must not reach the edit (r_rest); this
+    asks it of the output itself, not of the rest code a decoder may still read it from.
+    """
+    return F.l1_loss(edit_of_reposed_photo, edit)
 
 
 def lsgan_generator_loss(scores: torch.Tensor) -> torch.Tensor:
@@ -222,10 +286,11 @@ def generator_losses(nets: PuppetGANNets, config: PuppetGANConfig, batch: dict[s
         noise = torch.randn(image.shape, generator=generator).to(image.device, image.dtype)  # drawn on CPU
         return image + config.noise_std * noise
 
-    attr, rest = nets.encode(torch.cat([a, b1, b2, b3]))  # (4B, 64) each
+    reposed = [batch["a_reposed"]] if config.w_photo_pose_invariance else []
+    attr, rest = nets.encode(torch.cat([a, b1, b2, b3, *reposed]))  # (4B or 5B, 64) each
     attr_a, attr_b1 = attr[:n], attr[n:2 * n]
     rest_a, rest_b1, rest_b2 = rest[:n], rest[n:2 * n], rest[2 * n:3 * n]
-    attr_b, rest_b = attr[n:], rest[n:]  # b1, b2, b3 stacked, (3B, 64)
+    attr_b, rest_b = attr[n:4 * n], rest[n:4 * n]  # b1, b2, b3 stacked, (3B, 64)
     synthetic = torch.cat([b1, b2, b3])
     cat = torch.cat
 
@@ -239,10 +304,14 @@ def generator_losses(nets: PuppetGANNets, config: PuppetGANConfig, batch: dict[s
     # one Dr call: Gr(a, a), b1 in the real domain Gr(b1, b1), and the edit a~ = Gr(a, b1).
     # The synthetic cycle runs on b1 only: b1, b2 and b3 are draws of one distribution, so the
     # expectation is the same at a third of the cost.
-    real_out = nets.decode_real(cat([cat([attr_a, rest_a], 1), cat([attr_b1, rest_b1], 1), cat([attr_b1, rest_a], 1)]))
-    reconstructed_a = real_out[:n]
-    b1_as_real = real_out[n:2 * n]
-    edited_a = real_out[2 * n:]
+    real_in = {"reconstructed_a": cat([attr_a, rest_a], 1), "b1_as_real": cat([attr_b1, rest_b1], 1),
+               "edited_a": cat([attr_b1, rest_a], 1)}
+    if config.w_pose_equivariance:  # the same photos posed as their neighbours' b1
+        real_in["edited_at_other_pose"] = cat([attr_b1.roll(1, 0), rest_a], 1)
+    if config.w_photo_pose_invariance:  # the same digits, turned or resized, posed as b1
+        real_in["reposed_edited"] = cat([attr_b1, rest[4 * n:]], 1)
+    real_out = dict(zip(real_in, nets.decode_real(cat(list(real_in.values()))).split(n)))
+    reconstructed_a, b1_as_real, edited_a = real_out["reconstructed_a"], real_out["b1_as_real"], real_out["edited_a"]
 
     # second pass through E, on noisy translations, for every cycle
     attr2, rest2 = nets.encode(noisy(cat([a_as_synthetic, b1_as_real, edited_a, b1_posed_as_a])))
@@ -267,8 +336,14 @@ def generator_losses(nets: PuppetGANNets, config: PuppetGANConfig, batch: dict[s
     if config.w_swap_back:
         losses["swap_back"] = swap_back_loss(real_back[2 * n:], a)
     if config.w_code_invariance:
-        attr_b3, rest_b3 = attr[3 * n:], rest[3 * n:]
+        attr_b3, rest_b3 = attr[3 * n:4 * n], rest[3 * n:4 * n]
         losses["code_invariance"] = code_invariance_loss(attr_b1, attr_b3) + code_invariance_loss(rest_b2, rest_b3)
+    if config.w_pose_equivariance:
+        pose = batch["pose_b1"]
+        losses["pose_equivariance"] = pose_equivariance_loss(
+            real_out["edited_at_other_pose"], pose_warp(edited_a, config.attribute, pose, pose.roll(1, 0)))
+    if config.w_photo_pose_invariance:
+        losses["photo_pose_invariance"] = photo_pose_invariance_loss(real_out["reposed_edited"], edited_a)
     if config.w_edit_attribute_code:
         # the edited photo must encode to the puppet's attribute code: a real decoder that
         # lets the photo's own attribute (from its rest code) through fails this at once
@@ -290,6 +365,8 @@ def weighted_total(losses: dict[str, torch.Tensor], config: PuppetGANConfig) -> 
         "swap_back": config.w_swap_back,
         "code_invariance": config.w_code_invariance,
         "edit_attribute_code": config.w_edit_attribute_code,
+        "pose_equivariance": config.w_pose_equivariance,
+        "photo_pose_invariance": config.w_photo_pose_invariance,
         "adversarial": config.w_adversarial,
     }
     return sum(weights[name] * value for name, value in losses.items())
@@ -353,18 +430,30 @@ class PuppetGAN(Method):
                                    default=float(min(max(control.default, low), high)))
 
     def draw_batch(self) -> dict[str, torch.Tensor]:
-        """B real training digits and B bank triplets, as (B, 3, S, S) tensors in [-1, 1] on the device."""
+        """B real training digits and B bank triplets, as (B, 3, S, S) tensors in [-1, 1] on the device,
+        "pose_b1", b1's attribute value (B,), and with the photo-pose loss "a_reposed", the digits of "a" at
+        other random poses."""
         config = self.config
         n = config.batch_size
         triplets = self.bank.take(self.rng.integers(0, len(self.bank), size=n))
-        real = self.real[self.rng.integers(0, len(self.real), size=n)]
+        digits = self.real[self.rng.integers(0, len(self.real), size=n)]
+        images = {"a": self.real_pose(digits), "b1": triplets.b1, "b2": triplets.b2, "b3": triplets.b3}
+        if config.w_photo_pose_invariance:
+            images["a_reposed"] = self.real_pose(digits)
+        batch = {name: to_tensor(pixels, self.device) for name, pixels in images.items()}
+        pose = triplets.values1[:, triplets.control_names.index(config.attribute)]
+        batch["pose_b1"] = torch.from_numpy(pose).float().to(self.device)  # b1's AoI value
+        return batch
+
+    def real_pose(self, digits: np.ndarray) -> np.ndarray:
+        """Real digits turned and/or resized at random, as `real_max_rotation` and `real_size_range` ask."""
+        config = self.config
         if config.real_max_rotation:
-            real = augment_digits(real, self.rng, max_rotation=config.real_max_rotation, scale_range=(1.0, 1.0),
-                                  max_shift=0.0)
+            digits = augment_digits(digits, self.rng, max_rotation=config.real_max_rotation, scale_range=(1.0, 1.0),
+                                    max_shift=0.0)
         if config.real_size_range is not None:
-            real = scale_to_size(real, self.rng.uniform(*config.real_size_range, size=n))
-        images = {"a": real, "b1": triplets.b1, "b2": triplets.b2, "b3": triplets.b3}
-        return {name: to_tensor(pixels, self.device) for name, pixels in images.items()}
+            digits = scale_to_size(digits, self.rng.uniform(*config.real_size_range, size=len(digits)))
+        return digits
 
     # ------------------------------------------------------------ Method interface
 
