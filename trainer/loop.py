@@ -237,6 +237,9 @@ class _Run:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self.method_class = load(self.config.method)
+        if self.config.lr_decay_steps and self.method_class.schedules_learning_rate:
+            raise TrainingError(f"Method {self.config.method!r} schedules its own learning rate (see its settings); "
+                                "drop --lr-decay-steps.")
         method_config = config_from_dict(self.method_class.config_class, self.config.method_config)
         self.config = dataclasses.replace(self.config, method_config=config_to_dict(method_config))
         if self.rank == 0:

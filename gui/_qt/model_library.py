@@ -65,7 +65,7 @@ def model_card_html(package: ModelPackage, provider: str | None) -> str:
         parts.append(f"<p><i>{esc(str(metrics['notes']))}</i></p>")
     provenance = dict(package.provenance)
     if provenance:
-        shown = ("data", "steps", "seed", "trained_at", "wall_time_s")
+        shown = ("data", "steps", "lr_decay_steps", "seed", "trained_at", "wall_time_s")
         rows = "".join(
             f"<tr><td>{esc(key)}</td><td>{esc(str(provenance[key]))}</td></tr>" for key in shown if key in provenance
         )

@@ -104,6 +104,14 @@ def test_a_negative_decay_length_is_refused(toy_run: RunConfig):
         dataclasses.replace(toy_run, lr_decay_steps=-5)
 
 
+def test_a_decay_is_refused_for_a_method_that_schedules_its_own_rates(toy_run: RunConfig,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(ToyMethod, "schedules_learning_rate", True)
+    with pytest.raises(TrainingError, match="schedules its own learning rate"):
+        train(dataclasses.replace(toy_run, lr_decay_steps=5))
+    assert not (toy_run.run_dir / "config.json").exists()
+
+
 @pytest.mark.parametrize("failing_file", ["safetensors", "json"])
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint_resumable(
     toy_run: RunConfig, monkeypatch: pytest.MonkeyPatch, failing_file: str

@@ -59,6 +59,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    schedules_learning_rate: ClassVar[bool] = False  # True: train_step sets the rates, `--lr-decay-steps` is refused
 
     def __init__(self, config: MethodConfig, device: torch.device, seed: int) -> None:
         self.config = config

@@ -323,6 +323,7 @@ class RIFT(Method):
 
     name = "rift"
     config_class = RIFTConfig
+    schedules_learning_rate = True  # the released code's decay, `decay_start`
 
     def __init__(self, config: RIFTConfig, device: torch.device, seed: int) -> None:
         super().__init__(config, device, seed)
