@@ -394,7 +394,6 @@ class TrainingDialog(QDialog):
         for value, label in method.real_data:
             self.real_box.addItem(label, value)
         self.note.setText(method.note)
-        self.steps_box.setValue(method.default_steps)
         index = self.puppet_box.findData("digits")
         if index >= 0:
             self.puppet_box.setCurrentIndex(index)
