@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from engine.errors import TrainingError
 from trainer.data.shapes_abc import FACTOR_NAMES, FACTORS, SPLITS, ShapesABC
 from trainer.evaluate_guided import (
     GuidedPairs,
@@ -23,6 +24,7 @@ from trainer.methods.rift import (
     RIFTModel,
     add_noise,
     capacity_loss,
+    colour_balance_weights,
     cycle_loss,
     guess_pairs,
     guide_recovery_loss,
@@ -96,6 +98,37 @@ def test_guide_recovery_and_cycle_losses_are_zero_only_on_equal_inputs(images):
     assert float(guide_recovery_loss(a[:, :1], b[:, :1])) > 0.1
     assert float(cycle_loss(a, a)) == 0.0
     assert float(cycle_loss(a, b)) > 0.1
+    assert float(cycle_loss(a, a, balance=1.0)) == 0.0
+
+
+def _room_with_object() -> torch.Tensor:
+    """A 32 px 'room': grey wall over a dark floor and a 4x4 red object, (1, 3, 32, 32) in [-1, 1]."""
+    room = torch.full((1, 3, 32, 32), 0.2)
+    room[:, :, 16:] = -0.8
+    room[:, :, 20:24, 14:18] = torch.tensor([0.9, -0.9, -0.9]).view(1, 3, 1, 1)
+    return room
+
+
+def test_colour_balance_weights_average_one_and_lift_a_small_object_by_its_rarity():
+    room = _room_with_object()
+    object_mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    object_mask[:, :, 20:24, 14:18] = True
+    plain = colour_balance_weights(room, 0.0)
+    assert torch.allclose(plain, torch.ones_like(plain))
+    for balance in (0.5, 1.0):
+        weights = colour_balance_weights(room, balance)
+        assert float(weights.mean()) == pytest.approx(1.0, abs=1e-5)
+        ratio = float(weights[object_mask].mean() / weights[~object_mask].min())
+        assert ratio == pytest.approx((512 / 16) ** balance, rel=1e-4)  # 512 wall pixels vs 16 object pixels
+    at_full = colour_balance_weights(room, 1.0)
+    assert float(at_full[object_mask].sum()) == pytest.approx(1024 / 3, rel=1e-4)  # each colour a third
+
+
+def test_balanced_cycle_charges_a_lost_object_more_than_plain_l1():
+    room = _room_with_object()
+    object_lost = room.clone()
+    object_lost[:, :, 20:24, 14:18] = -0.8  # the object painted over with the floor
+    assert float(cycle_loss(object_lost, room, balance=1.0)) > 10 * float(cycle_loss(object_lost, room))
 
 
 def test_guess_pairs_put_the_original_first_exactly_where_the_order_says(images):
@@ -177,6 +210,30 @@ def test_discriminators_step_at_their_share_of_the_scheduled_rate(tmp_path):
     method.train_step(75, torch.Generator().manual_seed(0))
     assert method.opt_generators.param_groups[0]["lr"] == pytest.approx(0.5e-4)
     assert method.opt_discriminators.param_groups[0]["lr"] == pytest.approx(0.125e-4)
+
+
+def test_the_cycle_is_colour_balanced_only_from_cycle_balance_after(tmp_path, monkeypatch):
+    from trainer.methods.rift import RIFT
+
+    config = RIFTConfig(**SMALL, steps=100, cycle_balance=0.7, cycle_balance_after=50,
+                        classifier=str(tmp_path / "absent.safetensors"))
+    method = RIFT(config, torch.device("cpu"), seed=0)
+    used = []
+    original = method.model.generator_losses
+
+    def recording(a, b, out, generator, cycle_balance=0.0):
+        used.append(cycle_balance)
+        return original(a, b, out, generator, cycle_balance)
+
+    monkeypatch.setattr(method.model, "generator_losses", recording)
+    for step in (0, 49, 50, 99):
+        method.train_step(step, torch.Generator().manual_seed(0))
+    assert used == [0.0, 0.0, 0.7, 0.7]
+
+
+def test_cycle_balance_outside_zero_to_one_is_refused():
+    with pytest.raises(TrainingError, match="cycle_balance"):
+        RIFTConfig(**TINY, cycle_balance=1.5)
 
 
 # ----------------------------------------------------------------- guided evaluation baselines

@@ -75,6 +75,8 @@ class RIFTConfig(MethodConfig):
     decay_start: float = 0.5  # linear lr decay over the second half (paper: epochs 100 to 200 of 200)
     w_adversarial: float = 1.0
     w_cycle: float = 10.0
+    cycle_balance: float = 0.0  # 0 = plain L1; up to 1 = each colour of the original weighs the same (not in the paper)
+    cycle_balance_after: int = 0  # plain L1 before this step: the guide learns to carry colour first
     w_identity: float = 1.0
     w_guide_recovery: float = 10.0  # weight not given in papers.md; taken equal to the cycle's
     w_capacity: float = 1.0  # paper range 0.5–2
@@ -90,6 +92,8 @@ class RIFTConfig(MethodConfig):
     def __post_init__(self) -> None:
         if self.serve_direction not in ("a2b", "b2a"):
             raise TrainingError(f"RIFT setting serve_direction={self.serve_direction!r}: use a2b or b2a.")
+        if not 0.0 <= self.cycle_balance <= 1.0:
+            raise TrainingError(f"RIFT setting cycle_balance={self.cycle_balance}: use a value from 0 to 1.")
         if self.split not in (1, 2, 3):
             raise TrainingError(f"RIFT setting split={self.split}: 3D-Shapes-ABC has splits 1, 2 and 3.")
         if self.image_size % self.guide_size:
@@ -151,9 +155,27 @@ def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
     return torch.mean((prediction - target) ** 2)
 
 
-def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """L1 between an image and its round trip through both generators."""
-    return torch.mean(torch.abs(reconstruction - original))
+def colour_balance_weights(image: torch.Tensor, balance: float, levels: int = 4) -> torch.Tensor:
+    """Per-pixel weights (B, 1, H, W), mean 1 per image, proportional to (pixels of that colour) ** -balance.
+
+    Colours are the image's RGB quantised to ``levels`` per channel. In a room of flat floor and wall a
+    small object is a few dozen pixels, so a plain L1 cycle can pay for losing its size and pose;
+    weighting rare colours up makes the object cost what the walls do (``balance`` 1) or part of it.
+    """
+    batch, _, height, width = image.shape
+    quantised = ((image.detach() + 1) / 2 * levels).long().clamp(0, levels - 1)
+    bins = (quantised[:, 0] * levels * levels + quantised[:, 1] * levels + quantised[:, 2]).flatten(1)
+    counts = torch.zeros(batch, levels**3, device=image.device).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float))
+    weights = counts.gather(1, bins) ** -balance
+    return (weights / weights.mean(dim=1, keepdim=True)).view(batch, 1, height, width)
+
+
+def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor, balance: float = 0.0) -> torch.Tensor:
+    """L1 between an image and its round trip through both generators, colour-balanced by `balance`."""
+    error = torch.abs(reconstruction - original)
+    if balance == 0.0:
+        return torch.mean(error)
+    return torch.mean(colour_balance_weights(original, balance) * error)
 
 
 def identity_loss(output: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -271,14 +293,15 @@ class RIFTModel(nn.Module):
         }
 
     def generator_losses(
-        self, a: torch.Tensor, b: torch.Tensor, out: Mapping[str, torch.Tensor], generator: torch.Generator | None
+        self, a: torch.Tensor, b: torch.Tensor, out: Mapping[str, torch.Tensor], generator: torch.Generator | None,
+        cycle_balance: float = 0.0,
     ) -> dict[str, torch.Tensor]:
-        """Named, unweighted generator-side terms."""
+        """Named, unweighted generator-side terms; `cycle_balance` as in `colour_balance_weights`."""
         pairs_a, order_a = guess_pairs(a, out["rec_a"], generator)
         pairs_b, order_b = guess_pairs(b, out["rec_b"], generator)
         return {
             "adversarial": lsgan_loss(self.disc_b(out["fake_b"]), True) + lsgan_loss(self.disc_a(out["fake_a"]), True),
-            "cycle": cycle_loss(out["rec_a"], a) + cycle_loss(out["rec_b"], b),
+            "cycle": cycle_loss(out["rec_a"], a, cycle_balance) + cycle_loss(out["rec_b"], b, cycle_balance),
             "identity": identity_loss(out["idt_a"], a) + identity_loss(out["idt_b"], b),
             "guide_recovery": guide_recovery_loss(out["recovered_guide_b"], out["guide_b"])
             + guide_recovery_loss(out["recovered_guide_a"], out["guide_a"]),
@@ -366,7 +389,8 @@ class RIFT(Method):
         discriminators = self.model.discriminators()
         for d in discriminators:
             d.requires_grad_(False)
-        terms = self.model.generator_losses(a, b, out, generator)
+        balance = self.config.cycle_balance if step >= self.config.cycle_balance_after else 0.0
+        terms = self.model.generator_losses(a, b, out, generator, balance)
         total = self.model.weighted_generator_loss(terms)
         self.opt_generators.zero_grad(set_to_none=True)
         total.backward()
