@@ -159,13 +159,14 @@ def colour_balance_weights(image: torch.Tensor, balance: float, levels: int = 4)
     """Per-pixel weights (B, 1, H, W), mean 1 per image, proportional to (pixels of that colour) ** -balance.
 
     Colours are the image's RGB quantised to ``levels`` per channel. In a room of flat floor and wall a
-    small object is a few dozen pixels, so a plain L1 cycle can pay for losing its size and pose;
+    small object is a few dozen pixels, so a plain L1 cycle can afford to lose its hue and shape;
     weighting rare colours up makes the object cost what the walls do (``balance`` 1) or part of it.
     """
     batch, _, height, width = image.shape
     quantised = ((image.detach() + 1) / 2 * levels).long().clamp(0, levels - 1)
     bins = (quantised[:, 0] * levels * levels + quantised[:, 1] * levels + quantised[:, 2]).flatten(1)
-    counts = torch.zeros(batch, levels**3, device=image.device).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float))
+    ones = torch.ones_like(bins, dtype=torch.float)
+    counts = torch.zeros(batch, levels**3, device=image.device).scatter_add_(1, bins, ones)
     weights = counts.gather(1, bins) ** -balance
     return (weights / weights.mean(dim=1, keepdim=True)).view(batch, 1, height, width)
 
