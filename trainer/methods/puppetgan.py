@@ -8,15 +8,16 @@ Training sees unlabelled real images `a` and puppet triplets (b1: attribute at
 v, rest random; b2: rest at r, attribute random; b3: attribute v, rest r).
 Every loss of the paper is a small named function below.
 
-Four losses are added beyond the paper, each off by default (weight 0); the
+Five losses are added beyond the paper, each off by default (weight 0); the
 shipped digit models use those BENCHMARKS.md lists. `swap_back_loss` makes the
 rest code of an edited photo rebuild the photo, which a real decoder that
 ignores its attribute code fails; `code_invariance_loss` uses the triplets' own
 structure (b1, b3 share the attribute value, b2, b3 the rest) to keep the
 puppet's digit and font out of the attribute code, so nothing of the puppet but
 its pose reaches the photo; the "edit reads as posed" term (`w_edit_attribute_code`)
-re-encodes the edit; and, for rotation and size only, `pose_equivariance_loss`
-asks two edits of one photo to differ by nothing but the pose change.
+re-encodes the edit; for rotation and size only, `pose_equivariance_loss`
+asks two edits of one photo to differ by nothing but the pose change; and
+`photo_pose_invariance_loss` asks one digit shown at two poses to be edited alike.
 Likewise off by default, the real digits can be turned or resized at random
 (`real_max_rotation`, `real_size_range`) so that the real domain holds every
 pose the model serves.
