@@ -62,6 +62,7 @@ class MethodChoice:
     default_steps: int
     real_data: tuple[tuple[str, str], ...]
     note: str
+    splits: tuple[tuple[int, str, str], ...] = ()  # (split, label, tooltip): chosen instead of puppet and attribute
 
 
 METHODS = (
@@ -72,6 +73,23 @@ METHODS = (
         real_data=(("mnist", "MNIST digits (packaged, 4,000 training digits)"),),
         note="Carries one posed puppet attribute onto real images. Its real images are the packaged MNIST digits: "
              "image folders and videos are not supported by this method yet, so pair it with the digits puppet.",
+    ),
+    MethodChoice(
+        key="rift",
+        label="RIFT (guided translation)",
+        default_steps=100_000,  # RIFTConfig.steps
+        real_data=(("shapes-abc", "3D-Shapes-ABC (rendered as it trains)"),),
+        note="Carries a guide image's domain-specific factors onto a source image and keeps the shared ones. "
+             "It trains on 3D-Shapes-ABC, two domains of rendered rooms: image folders and videos are not "
+             "supported by this method yet.",
+        splits=(  # papers.md §2, the three 3D-Shapes-ABC splits
+            (1, "1: floor, wall hue ↔ scale, orientation",
+             "Domain A varies floor and wall hue, domain B scale and orientation; object hue and shape are shared"),
+            (2, "2: object hue, scale ↔ shape, wall hue",
+             "Domain A varies object hue and scale, domain B shape and wall hue; floor hue and orientation are shared"),
+            (3, "3: floor hue, shape ↔ object hue, orientation",
+             "Domain A varies floor hue and shape, domain B object hue and orientation; wall hue and scale are shared"),
+        ),
     ),
 )
 
@@ -240,7 +258,8 @@ class PreviewView(QWidget):
 
 
 class TrainingDialog(QDialog):
-    """Non-modal: pick a method, puppet, attribute and data, start, and watch; the run outlives the window."""
+    """Non-modal: pick a method and its data (puppet and attribute, or split), start, and watch; the run outlives
+    the window."""
 
     open_model = Signal(str)  # the library name of the trained model, to open in the editor
 
@@ -273,6 +292,7 @@ class TrainingDialog(QDialog):
         for name in puppets.available():
             self.puppet_box.addItem(name, name)
         self.attribute_box = QComboBox()
+        self.split_box = QComboBox()
         self.real_box = QComboBox()
         self.note = QLabel()
         self.note.setWordWrap(True)
@@ -294,6 +314,7 @@ class TrainingDialog(QDialog):
         form.addRow("Method", self.method_box)
         form.addRow("Puppet", self.puppet_box)
         form.addRow("Attribute", self.attribute_box)
+        form.addRow("Split", self.split_box)
         form.addRow("Real images", self.real_box)
         form.addRow("", self.note)
         form.addRow("Settings", self.recipe_box)
@@ -366,6 +387,7 @@ class TrainingDialog(QDialog):
         self.method_box.currentIndexChanged.connect(self._method_changed)
         self.puppet_box.currentIndexChanged.connect(self._puppet_changed)
         self.attribute_box.currentIndexChanged.connect(self._attribute_changed)
+        self.split_box.currentIndexChanged.connect(self._attribute_changed)
         self.recipe_box.toggled.connect(self._recipe_toggled)
         self.runs_edit.editingFinished.connect(self._suggest_name)
         self.name_edit.textEdited.connect(lambda _text: setattr(self, "_name_edited", True))
@@ -394,6 +416,15 @@ class TrainingDialog(QDialog):
         for value, label in method.real_data:
             self.real_box.addItem(label, value)
         self.note.setText(method.note)
+        self.split_box.blockSignals(True)
+        self.split_box.clear()
+        for split, label, tooltip in method.splits:
+            self.split_box.addItem(label, split)
+            self.split_box.setItemData(self.split_box.count() - 1, tooltip, Qt.ItemDataRole.ToolTipRole)
+        self.split_box.blockSignals(False)
+        for box in (self.puppet_box, self.attribute_box):
+            self.form.setRowVisible(box, not method.splits)
+        self.form.setRowVisible(self.split_box, bool(method.splits))
         index = self.puppet_box.findData("digits")
         if index >= 0:
             self.puppet_box.setCurrentIndex(index)
@@ -422,9 +453,14 @@ class TrainingDialog(QDialog):
         self._attribute_changed()
 
     def _attribute_changed(self) -> None:
-        """Offer the settings of a bundled model trained on this puppet and attribute, if there is one."""
-        self.recipe = bundled_recipe(self.method().key, str(self.puppet_box.currentData()),
-                                     str(self.attribute_box.currentData()), self.bundled_models_dir)
+        """Offer the settings of a bundled model of this method trained on this puppet and attribute, if any.
+
+        A split-based method offers its bundled model's settings for every split: the split is the data, not
+        a setting to copy.
+        """
+        match = {} if self.method().splits else {"puppet": str(self.puppet_box.currentData()),
+                                                   "attribute": str(self.attribute_box.currentData())}
+        self.recipe = bundled_recipe(self.method().key, match, self.bundled_models_dir)
         self.form.setRowVisible(self.recipe_box, self.recipe is not None)
         if self.recipe is not None:
             minutes = f", {self.recipe.wall_time_s / 60:.0f} min where it was trained" if self.recipe.wall_time_s else ""
@@ -446,7 +482,10 @@ class TrainingDialog(QDialog):
     def _suggest_name(self) -> None:
         if self._name_edited:
             return
-        base = f"{self.puppet_box.currentData() or 'model'}-{self.attribute_box.currentData() or 'run'}"
+        if self.method().splits:
+            base = f"shapes-split{self.split_box.currentData()}"
+        else:
+            base = f"{self.puppet_box.currentData() or 'model'}-{self.attribute_box.currentData() or 'run'}"
         self.name_edit.setText(suggest_run_name(base, self.runs_dir(), self._library()))
 
     def _library(self) -> Path:
@@ -467,8 +506,11 @@ class TrainingDialog(QDialog):
         if (self._library() / name).exists():
             raise PuppetryError(f"A model named {name!r} is already in your library; choose another name.")
         steps = self.steps_box.value()
-        settings = {"puppet": str(self.puppet_box.currentData()), "attribute": str(self.attribute_box.currentData()),
-                    "real": str(self.real_box.currentData())}
+        if self.method().splits:
+            settings = {"split": str(self.split_box.currentData())}
+        else:
+            settings = {"puppet": str(self.puppet_box.currentData()),
+                        "attribute": str(self.attribute_box.currentData()), "real": str(self.real_box.currentData())}
         recipe = self.active_recipe()
         return TrainingRequest(
             name=name, method=self.method().key, steps=steps, runs_dir=self.runs_dir(),

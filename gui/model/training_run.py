@@ -117,21 +117,24 @@ class BundledRecipe:
     wall_time_s: float
 
 
-def bundled_recipe(method: str, puppet: str, attribute: str, models_dir: Path | None = None) -> BundledRecipe | None:
-    """The recipe of the first bundled `method` model trained on `puppet` and `attribute`, if there is one."""
+def bundled_recipe(method: str, match: Mapping[str, str], models_dir: Path | None = None) -> BundledRecipe | None:
+    """The recipe of the first bundled `method` model whose config has the values in `match` (e.g. its puppet)."""
     for manifest_path in sorted(Path(models_dir or bundled_models_dir()).glob(f"*/{MANIFEST}")):
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             provenance = manifest["provenance"]
             config = provenance["config"]
-            matches = (manifest["method"], config["puppet"], config["attribute"]) == (method, puppet, attribute)
+            matches = manifest["method"] == method and all(config[key] == value for key, value in match.items())
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a trained package of this kind; the model library reports broken ones
         if matches:
             settings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
-            return BundledRecipe(manifest_path.parent.name, settings,
-                                 int(provenance.get("total_steps", provenance["steps"])),
-                                 int(provenance.get("lr_decay_steps", 0)), float(provenance.get("wall_time_s", 0.0)))
+            decay = int(provenance.get("lr_decay_steps", 0))
+            # The loop's total matters only through its decay: without one, the model is the run at `steps`
+            # (a method that schedules its own rate reads it from its config, which the settings carry).
+            steps = int(provenance.get("total_steps", provenance["steps"])) if decay else int(provenance["steps"])
+            return BundledRecipe(manifest_path.parent.name, settings, steps, decay,
+                                 float(provenance.get("wall_time_s", 0.0)))
     return None
 
 

@@ -19,7 +19,7 @@ from gui.model.training_run import JsonLinesParser, RunState, TrainingRequest, T
 from tests.gui.conftest import save_shot
 
 REPO = Path(__file__).resolve().parents[2]
-CHILD_MS = 20_000  # a child imports torch (2-3 s on a quiet machine) before its first event
+CHILD_MS = 90_000  # a child imports torch (2-3 s on a quiet machine, far longer beside training runs) first
 TOY = "tests.gui.packaging_toy_method:PackagingToyMethod"
 
 # A stand-in trainer without torch: the real event protocol and control file, answered at once.
@@ -240,13 +240,38 @@ def test_a_recipe_is_read_from_a_matching_manifest_and_broken_ones_are_passed_ov
     package("c-size", {"method": "puppetgan", "provenance": {
         "steps": 900, "total_steps": 1000, "lr_decay_steps": 300, "wall_time_s": 120.0,
         "config": {"puppet": "digits", "attribute": "size", "attribute_range": [0.8, 1.2], "w_swap_back": 10.0}}})
-    recipe = bundled_recipe("puppetgan", "digits", "size", tmp_path)
+    package("d-rift", {"method": "rift", "provenance": {
+        "steps": 3500, "total_steps": 7000, "lr_decay_steps": 0, "config": {"split": 1, "steps": 7000}}})
+    recipe = bundled_recipe("puppetgan", {"puppet": "digits", "attribute": "size"}, tmp_path)
     assert recipe is not None and (recipe.model, recipe.steps, recipe.lr_decay_steps) == ("c-size", 1000, 300)
     assert dict(recipe.settings) == {"puppet": "digits", "attribute": "size", "attribute_range": "[0.8, 1.2]",
                                      "w_swap_back": "10.0"}
-    assert bundled_recipe("puppetgan", "digits", "rotation", tmp_path) is None
+    assert bundled_recipe("puppetgan", {"puppet": "digits", "attribute": "rotation"}, tmp_path) is None
+    rift = bundled_recipe("rift", {}, tmp_path)  # no loop decay: the bundled model is the run at its step
+    assert rift is not None and (rift.model, rift.steps, dict(rift.settings)) == ("d-rift", 3500,
+                                                                                 {"split": "1", "steps": "7000"})
     assert TrainingRequest("r", "puppetgan", 1000, tmp_path, lr_decay_steps=300).arguments()[-2:] == [
         "--lr-decay-steps", "300"]
+
+
+def test_a_rift_run_chooses_a_split_and_trains_like_the_bundled_guide_model(dialog, tmp_path):
+    provenance = json.loads((REPO / "resources" / "models" / "shapes-split1" / "manifest.json").read_text())["provenance"]
+    dialog.method_box.setCurrentIndex(dialog.method_box.findData("rift"))
+    assert not dialog.form.isRowVisible(dialog.puppet_box) and not dialog.form.isRowVisible(dialog.attribute_box)
+    assert dialog.form.isRowVisible(dialog.split_box) and dialog.split_box.count() == 3
+    assert "3D-Shapes-ABC" in dialog.real_box.currentText() and "not supported" in dialog.note.text()
+    dialog.split_box.setCurrentIndex(dialog.split_box.findData(2))
+    assert dialog.recipe_box.isChecked() and "'shapes-split1'" in dialog.recipe_box.text()
+    request = dialog.request()
+    assert request.method == "rift" and request.name == "shapes-split2" and request.steps == provenance["steps"]
+    assert request.settings["split"] == "2"  # the form's split, over the bundled model's
+    assert request.settings["serve_direction"] == "b2a" and request.settings["cycle_balance_after"] == "1000"
+    assert "--lr-decay-steps" not in request.arguments() and "puppet" not in request.settings
+    dialog.recipe_box.setChecked(False)
+    assert dict(dialog.request().settings) == {"split": "2"} and dialog.steps_box.value() == 100_000
+    dialog.method_box.setCurrentIndex(dialog.method_box.findData("puppetgan"))
+    assert dialog.form.isRowVisible(dialog.puppet_box) and not dialog.form.isRowVisible(dialog.split_box)
+    assert dialog.request().settings["puppet"] == "digits"
 
 
 def test_a_bad_name_is_refused_in_the_dialog_without_starting(dialog):

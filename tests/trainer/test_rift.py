@@ -350,6 +350,7 @@ def test_exported_guide_package_edits_like_the_torch_model_in_its_direction(expo
     assert package.guide.guide_domain.endswith(f"domain {guide_domain}")
     assert len(package.guide.samples) == 12
     assert max(package.provenance["parity_max_abs_diff"].values()) < 1e-4
+    assert package.provenance["config"]["serve_direction"] == direction  # the whole config: the GUI's recipe
     scenes_a, scenes_b = method.preview_scenes["A"], method.preview_scenes["B"]
     source, guide = (scenes_a[0], scenes_b[0]) if direction == "a2b" else (scenes_b[0], scenes_a[0])
     editor = load_editor(package)

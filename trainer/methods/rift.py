@@ -17,7 +17,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -573,7 +573,8 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
             "stays": list(split.shared),
             "samples": sample_names,
         },
-        "provenance": {**provenance, "data": f"3D-Shapes-ABC split {config.split}, `shapes` puppet renders at {size} px"},
+        "provenance": {**provenance, "data": f"3D-Shapes-ABC split {config.split}, `shapes` puppet renders at {size} px",
+                       "config": asdict(config)},
         "metrics": metrics,
     }
     samples = heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed)
