@@ -1,9 +1,9 @@
-"""Engine benchmark: slider-move latency, 24 MP commit, ORT vs torch eager, peak RSS, graph FLOPs.
+"""Engine benchmark: slider-move and guide-pick latency, 24 MP commit, ORT vs torch eager, peak RSS, graph FLOPs.
 
     .venv/bin/python benchmarks/engine.py [--repeats 200]
 
-Models: every bundled PuppetGAN package (resources/models/*) plus random-weight
-conv encoder/decoder packages (~0.9M parameters, the PuppetGAN family: 4×4
+Models: every bundled PuppetGAN package (resources/models/*) and guide (RIFT)
+package, plus random-weight conv encoder/decoder packages (~0.9M parameters, the PuppetGAN family: 4×4
 stride-2 convs down to 4×4, dense codes of 64+64, transposed convs back) at
 32, 64 and 128 px. The graphs are built with onnx.helper, so this process
 never imports torch; torch eager runs the same weights in a separate process
@@ -321,6 +321,48 @@ def rss_worker(package_path: Path) -> None:
     print(json.dumps({"baseline_mb": baseline_kb / 1024, "peak_mb": peak / 1024}))
 
 
+def guide_benchmark(package_path: Path, repeats: int) -> dict[str, float]:
+    """p50/p95 of picking a guide on the GUI path (the whole 24 MP photo is a guide model's region).
+
+    A new guide every pick (random 64 px images, so the guide-map cache never hits), then the
+    package's own sample guides flipped through with the cache warm, then full-resolution commits.
+    """
+    from engine import editors
+    from engine.imageio import Photo, load_rgb8
+    from engine.package import load_package
+    from engine.regions import Box
+    from engine.session import EditSession
+
+    package = load_package(package_path)
+    editor = editors.load(package, "auto")
+    height, width = PHOTO_24MP
+    photo = Photo(pixels=synthetic_photo(height, width), alpha=None, bit_depth=8, source=None, icc_profile=None, format="PNG")
+    session = EditSession(photo, editor, Box(0, 0, width, height))
+    session.prepare()
+    rng = np.random.default_rng(0)
+    fresh = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(repeats + 5)]
+    samples = [load_rgb8(path) for path in package.guide.samples]
+    apply_ms: list[float] = []
+
+    def pick(i: int) -> object:
+        result = session.preview({"guide": fresh[i]})
+        apply_ms.append(result.timings.apply_ms)
+        return result
+
+    new_guide = time_calls(pick, repeats)
+    for guide in samples:
+        session.preview({"guide": guide})
+    cached = time_calls(lambda i: session.preview({"guide": samples[i % len(samples)]}), repeats)
+    commit = time_calls(lambda i: session.commit({"guide": samples[i % len(samples)]}), 10, warm=1)
+    return {
+        "provider": editor.provider.removesuffix("ExecutionProvider"),
+        "new_p50": percentiles(new_guide)[0], "new_p95": percentiles(new_guide)[1],
+        "new_apply_p50": percentiles(apply_ms)[0],
+        "cached_p50": percentiles(cached)[0], "cached_p95": percentiles(cached)[1],
+        "commit_whole_p50": percentiles(commit)[0],
+    }
+
+
 def run_worker(args: list[str]) -> dict:
     completed = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -367,6 +409,10 @@ def run_benchmarks(work: Path, repeats: int, threads: int) -> None:
         rows.append((name, params, flops, result))
         print(f"{name}: params {params / 1e6:.2f}M, {flops / 1e6:.1f} MFLOP/move (floor {flops / FLOOR_FLOPS * 1e3:.3f} ms at 100 GFLOP/s)")
         print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
+    guides = [(p.name, guide_benchmark(p.path, repeats)) for p in list_packages(work / "no-user-library")
+              if p.editor == "guide"]
+    for name, result in guides:
+        print(f"{name} (guide): " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
     rss = run_worker(["--rss-worker", str(work / "random-128")])
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(f"peak RSS, 24 MP 8-bit + 16-bit whole-image commits (random-128): {rss['peak_mb']:.0f} MB "
@@ -380,6 +426,12 @@ def run_benchmarks(work: Path, repeats: int, threads: int) -> None:
               f"{r['slider_p50']:.2f} / {r['slider_p95']:.2f} ms | {r['slider_apply_p50']:.2f} / {r['slider_paste_p50']:.2f} | "
               f"{r['render_p50']:.2f} | {r['encode_p50']:.2f} | {r['decode_p50']:.2f} | {r['ort_graphs_p50']:.2f} | "
               f"{torch_text} | {r['commit_box_p50']:.0f} / {r['commit_whole_p50']:.0f} ms |")
+    print()
+    print("| guide model | new guide p50 / p95 | of which apply | cached guide p50 / p95 | 24 MP commit |")
+    print("|---|---|---|---|---|")
+    for name, r in guides:
+        print(f"| {name} | {r['new_p50']:.2f} / {r['new_p95']:.2f} ms | {r['new_apply_p50']:.2f} | "
+              f"{r['cached_p50']:.2f} / {r['cached_p95']:.2f} ms | {r['commit_whole_p50']:.0f} ms |")
 
 
 if __name__ == "__main__":
