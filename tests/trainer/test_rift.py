@@ -231,9 +231,10 @@ def test_the_cycle_is_colour_balanced_only_from_cycle_balance_after(tmp_path, mo
     assert used == [0.0, 0.0, 0.7, 0.7]
 
 
-def test_cycle_balance_outside_zero_to_one_is_refused():
-    with pytest.raises(TrainingError, match="cycle_balance"):
-        RIFTConfig(**TINY, cycle_balance=1.5)
+@pytest.mark.parametrize("setting", [{"cycle_balance": 1.5}, {"cycle_balance": -0.1}, {"cycle_balance_after": -5}])
+def test_cycle_balance_outside_its_range_is_refused(setting):
+    with pytest.raises(TrainingError, match=next(iter(setting))):
+        RIFTConfig(**TINY, **setting)
 
 
 # ----------------------------------------------------------------- guided evaluation baselines

@@ -94,6 +94,8 @@ class RIFTConfig(MethodConfig):
             raise TrainingError(f"RIFT setting serve_direction={self.serve_direction!r}: use a2b or b2a.")
         if not 0.0 <= self.cycle_balance <= 1.0:
             raise TrainingError(f"RIFT setting cycle_balance={self.cycle_balance}: use a value from 0 to 1.")
+        if self.cycle_balance_after < 0:
+            raise TrainingError(f"RIFT setting cycle_balance_after={self.cycle_balance_after}: use a step, 0 or more.")
         if self.split not in (1, 2, 3):
             raise TrainingError(f"RIFT setting split={self.split}: 3D-Shapes-ABC has splits 1, 2 and 3.")
         if self.image_size % self.guide_size:
