@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/engine.py [--repeats 200]
 
 Models: every bundled PuppetGAN package (resources/models/*) and guide (RIFT)
-package, plus random-weight conv encoder/decoder packages (~0.9M parameters, the PuppetGAN family: 4×4
-stride-2 convs down to 4×4, dense codes of 64+64, transposed convs back) at
-32, 64 and 128 px. The graphs are built with onnx.helper, so this process
-never imports torch; torch eager runs the same weights in a separate process
-(its idle threads would otherwise distort ORT timings), and peak RSS is
-measured in a fresh process too.
+package, plus random-weight conv encoder/decoder packages (~0.9M parameters,
+the PuppetGAN family: 4×4 stride-2 convs down to 4×4, dense codes of 64+64,
+transposed convs back) at 32, 64 and 128 px. The graphs are built with
+onnx.helper, so this process never imports torch; torch eager runs the same
+weights in a separate process (its idle threads would otherwise distort ORT
+timings), and peak RSS is measured in a fresh process too.
 """
 
 from __future__ import annotations

@@ -386,8 +386,8 @@ class TrainingDialog(QDialog):
     def _connect(self) -> None:
         self.method_box.currentIndexChanged.connect(self._method_changed)
         self.puppet_box.currentIndexChanged.connect(self._puppet_changed)
-        self.attribute_box.currentIndexChanged.connect(self._attribute_changed)
-        self.split_box.currentIndexChanged.connect(self._attribute_changed)
+        self.attribute_box.currentIndexChanged.connect(self._data_changed)
+        self.split_box.currentIndexChanged.connect(self._data_changed)
         self.recipe_box.toggled.connect(self._recipe_toggled)
         self.runs_edit.editingFinished.connect(self._suggest_name)
         self.name_edit.textEdited.connect(lambda _text: setattr(self, "_name_edited", True))
@@ -450,9 +450,9 @@ class TrainingDialog(QDialog):
         index = self.attribute_box.findData("rotation")
         self.attribute_box.setCurrentIndex(max(index, 0))
         self.attribute_box.blockSignals(False)
-        self._attribute_changed()
+        self._data_changed()
 
-    def _attribute_changed(self) -> None:
+    def _data_changed(self) -> None:
         """Offer the settings of a bundled model of this method trained on this puppet and attribute, if any.
 
         A split-based method offers its bundled model's settings for every split: the split is the data, not
