@@ -26,10 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+if TYPE_CHECKING:
+    from engine.imageio import Photo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -203,10 +207,17 @@ def synthetic_photo(height: int, width: int) -> np.ndarray:
     return photo
 
 
+def synthetic_24mp_photo() -> Photo:
+    """`synthetic_photo` at PHOTO_24MP as the 8-bit Photo the editor opens (engine imported late: workers)."""
+    from engine.imageio import Photo
+
+    return Photo(pixels=synthetic_photo(*PHOTO_24MP), alpha=None, bit_depth=8, source=None, icc_profile=None,
+                 format="PNG")
+
+
 def slider_benchmark(package_path: Path, repeats: int) -> dict[str, float]:
     """p50/p95 of one slider move on the GUI path (render + apply + paste-back on a ≤2048 px view), with a breakdown."""
     from engine import editors
-    from engine.imageio import Photo
     from engine.package import load_package
     from engine.regions import Box, paste_back
     from engine.session import EditSession
@@ -214,7 +225,7 @@ def slider_benchmark(package_path: Path, repeats: int) -> dict[str, float]:
     package = load_package(package_path)
     editor = editors.load(package, "auto")
     height, width = PHOTO_24MP
-    photo = Photo(pixels=synthetic_photo(height, width), alpha=None, bit_depth=8, source=None, icc_profile=None, format="PNG")
+    photo = synthetic_24mp_photo()
     box = Box(width // 2 - 1000, height // 2 - 1000, 2000, 2000)
     session = EditSession(photo, editor, box)
     prepare_ms = session.prepare()
@@ -309,7 +320,7 @@ def rss_worker(package_path: Path) -> None:
     baseline_kb = int(next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS")).split()[1])
     editor = editors.load(load_package(package_path), "auto")
     height, width = PHOTO_24MP
-    photo = Photo(pixels=synthetic_photo(height, width), alpha=None, bit_depth=8, source=None, icc_profile=None, format="PNG")
+    photo = synthetic_24mp_photo()
     session = EditSession(photo, editor, Box(0, 0, width, height))
     control = editor.section.controls[0]
     session.preview({control.name: control.default})
@@ -328,7 +339,7 @@ def guide_benchmark(package_path: Path, repeats: int) -> dict[str, float]:
     package's own sample guides flipped through with the cache warm, then full-resolution commits.
     """
     from engine import editors
-    from engine.imageio import Photo, load_rgb8
+    from engine.imageio import load_rgb8
     from engine.package import load_package
     from engine.regions import Box
     from engine.session import EditSession
@@ -336,7 +347,7 @@ def guide_benchmark(package_path: Path, repeats: int) -> dict[str, float]:
     package = load_package(package_path)
     editor = editors.load(package, "auto")
     height, width = PHOTO_24MP
-    photo = Photo(pixels=synthetic_photo(height, width), alpha=None, bit_depth=8, source=None, icc_profile=None, format="PNG")
+    photo = synthetic_24mp_photo()
     session = EditSession(photo, editor, Box(0, 0, width, height))
     session.prepare()
     rng = np.random.default_rng(0)
