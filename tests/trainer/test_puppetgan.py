@@ -22,7 +22,9 @@ from trainer.methods.puppetgan import (
     code_invariance_loss,
     cycle_loss,
     disentanglement_loss,
+    edit_ink_height_loss,
     generator_losses,
+    ink_height,
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     photo_pose_invariance_loss,
@@ -80,6 +82,41 @@ def test_code_invariance_loss_is_zero_for_equal_codes_and_scale_free() -> None:
     unrelated = float(code_invariance_loss(codes, other))
     assert unrelated == pytest.approx(1.0, abs=0.15)
     assert float(code_invariance_loss(0.01 * codes, 0.01 * other)) == pytest.approx(unrelated, rel=1e-3)
+
+
+def test_ink_height_reads_what_the_evaluation_reads_and_passes_gradients() -> None:
+    from trainer.data.tensors import to_tensor
+    from trainer.evaluate import measure_size
+
+    digits = to_tensor(mnist_split("test").images[:20]).requires_grad_()
+    heights = ink_height(digits)
+    np.testing.assert_allclose(heights.detach().numpy(), measure_size(to_pixels(digits.detach())), atol=1e-5)
+    heights.sum().backward()
+    assert float(digits.grad.abs().sum()) > 0
+
+
+def test_edit_ink_height_loss_is_zero_when_the_edit_is_as_tall_as_posed() -> None:
+    from trainer.data.tensors import to_tensor
+
+    edits = to_tensor(mnist_split("test").images[:4])
+    heights = ink_height(edits)
+    assert float(edit_ink_height_loss(edits, heights)) == pytest.approx(0.0, abs=1e-6)
+    assert float(edit_ink_height_loss(edits, heights + 0.1)) == pytest.approx(0.1, abs=1e-5)
+
+
+def test_a_size_run_with_the_ink_height_weight_trains_on_the_edits_height(tiny_config: PuppetGANConfig) -> None:
+    config = dataclasses.replace(tiny_config, attribute="size", attribute_range=(0.8, 1.2), w_pose_equivariance=0.0,
+                                 w_edit_ink_height=10.0)
+    torch.manual_seed(0)
+    method = PuppetGAN(config, torch.device("cpu"), seed=0)
+    batch = method.draw_batch()
+    losses, fakes = generator_losses(method.nets, config, batch, torch.Generator().manual_seed(0))
+    edits = fakes["real"][config.batch_size:]  # Gr(a, b1), after Gr(b1, b1)
+    expected = float(edit_ink_height_loss(edits.detach(), batch["pose_b1"]))
+    assert float(losses["edit_ink_height"].detach()) == pytest.approx(expected)
+    without = weighted_total(losses, dataclasses.replace(config, w_edit_ink_height=0.0))
+    added = float((weighted_total(losses, config) - without).detach())
+    assert added == pytest.approx(10.0 * expected, rel=1e-4)
 
 
 def test_paper_only_config_adds_no_extra_terms() -> None:
@@ -221,7 +258,8 @@ def test_pose_warp_keeps_an_image_at_an_unchanged_pose(images: torch.Tensor) -> 
     assert torch.allclose(pose_warp(images, "rotation", poses, poses), images, atol=1e-5)
 
 
-@pytest.mark.parametrize("settings", [{"real_max_rotation": -5.0}, {"real_size_range": (1.2, 0.8)},
+@pytest.mark.parametrize("settings", [{"real_max_rotation": -5.0}, {"w_edit_ink_height": 1.0},
+                                      {"real_size_range": (1.2, 0.8)},
                                       {"real_size_range": (0.0, 1.0)},
                                       {"w_pose_equivariance": 1.0, "attribute": "thickness"},
                                       {"w_photo_pose_invariance": 1.0}])
