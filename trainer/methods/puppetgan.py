@@ -238,8 +238,8 @@ def edit_ink_height_loss(edit: torch.Tensor, size: torch.Tensor) -> torch.Tensor
     Not in the paper, and only for size, whose puppet control is defined as the ink
     height. Every other loss reads the edit's size through the encoder, which learned
     size from typed digits of one shape; a wide handwritten digit then came out short
-    (size-v10 kept 26% of the photo's own height, r_rest 0.14). This
-    is the evaluation's own estimator, so BENCHMARKS checks such a model with another.
+    (size-v10 kept 26% of the photo's own height, r_rest 0.14). This is the
+    evaluation's own estimator, so BENCHMARKS checks such a model with another.
     """
     return (ink_height(edit) - size.to(edit.dtype)).abs().mean()
 
