@@ -385,18 +385,14 @@ class EvaluationGrid:
                 f"attribute undone (centred, {self.attribute} normalised), pixels in [0, 1].")
 
 
-def evaluation_grid(puppet: Puppet, control: Control, fixed: Mapping[str, float], n_inputs: int = FULL_GRID_INPUTS,
-                    n_references: int = FULL_GRID_REFERENCES, size: int = 32,
-                    classifier: DigitClassifier | None = None) -> EvaluationGrid:
-    """The grid for `control` (the served AoI, its min..max spanned evenly) of `puppet`.
+def grid_references(puppet: Puppet, control: Control, fixed: Mapping[str, float],
+                    n_references: int = FULL_GRID_REFERENCES,
+                    size: int = 32) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Puppet renders spanning `control`'s min..max evenly, the other controls drawn at random from GRID_SEED.
 
-    Inputs are the first n_inputs / 10 TEST digits of each class; each reference
-    has the other puppet controls (all but `fixed` and GRID_HELD_AT_DEFAULT) drawn at random from GRID_SEED.
+    Returns (references (R, S, S, 3) uint8, their control values (R,), the controls held at
+    their defaults): `fixed` and GRID_HELD_AT_DEFAULT are not drawn.
     """
-    test = mnist_split("test")
-    per_class = max(1, n_inputs // 10)
-    digits = test.label("digit")
-    chosen = np.concatenate([np.flatnonzero(digits == k)[:per_class] for k in range(10)])
     rng = np.random.default_rng(GRID_SEED)
     held = {name: puppet.control(name).default for name in GRID_HELD_AT_DEFAULT.get(puppet.name, ())
             if name != control.name and name not in fixed}
@@ -406,8 +402,21 @@ def evaluation_grid(puppet: Puppet, control: Control, fixed: Mapping[str, float]
         puppet.render({**puppet.sample(rng, rest), **held, **dict(fixed), control.name: float(value)}, size,
                       seed=int(rng.integers(2**31 - 1)))
         for value in values])
+    return references, values, tuple(held)
+
+
+def evaluation_grid(puppet: Puppet, control: Control, fixed: Mapping[str, float], n_inputs: int = FULL_GRID_INPUTS,
+                    n_references: int = FULL_GRID_REFERENCES, size: int = 32,
+                    classifier: DigitClassifier | None = None) -> EvaluationGrid:
+    """The grid for `control` (the served AoI) of `puppet`: the first n_inputs / 10 TEST digits of each class
+    x `grid_references`."""
+    test = mnist_split("test")
+    per_class = max(1, n_inputs // 10)
+    digits = test.label("digit")
+    chosen = np.concatenate([np.flatnonzero(digits == k)[:per_class] for k in range(10)])
+    references, values, held = grid_references(puppet, control, fixed, n_references, size)
     return EvaluationGrid(control.name, np.ascontiguousarray(test.images[chosen]), digits[chosen], references, values,
-                          classifier if classifier is not None else load_classifier(), tuple(held))
+                          classifier if classifier is not None else load_classifier(), held)
 
 
 def preview_grid(inputs: np.ndarray, references: np.ndarray, outputs: np.ndarray) -> np.ndarray:

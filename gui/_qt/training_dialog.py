@@ -62,6 +62,7 @@ class MethodChoice:
     default_steps: int
     real_data: tuple[tuple[str, str], ...]
     note: str
+    user_photos: bool = False  # also trains on an image folder or a video the user picks
     splits: tuple[tuple[int, str, str], ...] = ()  # (split, label, tooltip): chosen instead of puppet and attribute
 
 
@@ -71,8 +72,10 @@ METHODS = (
         label="PuppetGAN",
         default_steps=2500,  # PuppetGANConfig.steps
         real_data=(("mnist", "MNIST digits (packaged, 4,000 training digits)"),),
-        note="Carries one posed puppet attribute onto real images. Its real images are the packaged MNIST digits: "
-             "image folders and videos are not supported by this method yet, so pair it with the digits puppet.",
+        note="Carries one posed puppet attribute onto real photos: the packaged MNIST digits, or your own image "
+             "folder or video (a colour model; pick the puppet that looks like them). Runs on MNIST are scored as "
+             "they train; on your own photos, judge the previews.",
+        user_photos=True,
     ),
     MethodChoice(
         key="rift",
@@ -92,6 +95,12 @@ METHODS = (
         ),
     ),
 )
+
+
+# The "Real images" entries that ask for the user's own photos: (item data, label, what the file dialog picks)
+CHOOSE_FOLDER, CHOOSE_VIDEO = ":folder", ":video"
+USER_PHOTO_CHOICES = ((CHOOSE_FOLDER, "Image folder…"), (CHOOSE_VIDEO, "Video file…"))
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg);;All files (*)"
 
 
 def suggest_run_name(base: str, runs_dir: Path, library_dir: Path) -> str:
@@ -273,6 +282,7 @@ class TrainingDialog(QDialog):
         self.recipe: BundledRecipe | None = None
         self.run = run or TrainingRun(library_dir, self)
         self._name_edited = False
+        self._real_index = 0  # the "Real images" entry to return to when a file dialog is cancelled
         self._logged_bucket = -1
         self._build()
         self._connect()
@@ -388,6 +398,7 @@ class TrainingDialog(QDialog):
         self.puppet_box.currentIndexChanged.connect(self._puppet_changed)
         self.attribute_box.currentIndexChanged.connect(self._data_changed)
         self.split_box.currentIndexChanged.connect(self._data_changed)
+        self.real_box.activated.connect(self._real_chosen)
         self.recipe_box.toggled.connect(self._recipe_toggled)
         self.runs_edit.editingFinished.connect(self._suggest_name)
         self.name_edit.textEdited.connect(lambda _text: setattr(self, "_name_edited", True))
@@ -415,6 +426,10 @@ class TrainingDialog(QDialog):
         self.real_box.clear()
         for value, label in method.real_data:
             self.real_box.addItem(label, value)
+        if method.user_photos:
+            for value, label in USER_PHOTO_CHOICES:
+                self.real_box.addItem(label, value)
+        self._real_index = 0
         self.note.setText(method.note)
         self.split_box.blockSignals(True)
         self.split_box.clear()
@@ -451,6 +466,29 @@ class TrainingDialog(QDialog):
         self.attribute_box.setCurrentIndex(max(index, 0))
         self.attribute_box.blockSignals(False)
         self._data_changed()
+
+    def _real_chosen(self, index: int) -> None:
+        """"Image folder…" and "Video file…" ask for the source; the choice joins the list, a cancel changes nothing."""
+        choice = self.real_box.itemData(index)
+        if choice not in (CHOOSE_FOLDER, CHOOSE_VIDEO):
+            self._real_index = index
+            return
+        start = str(Path.home())
+        if choice == CHOOSE_FOLDER:
+            path = QFileDialog.getExistingDirectory(self, "Folder of your photos", start)
+        else:
+            path = QFileDialog.getOpenFileName(self, "Video of your photos", start, VIDEO_FILTER)[0]
+        if not path:
+            self.real_box.setCurrentIndex(self._real_index)
+            return
+        kind = "folder" if choice == CHOOSE_FOLDER else "video"
+        existing = self.real_box.findData(path)
+        if existing < 0:
+            existing = self.real_box.count() - len(USER_PHOTO_CHOICES)
+            self.real_box.insertItem(existing, f"{Path(path).name} ({kind})", path)
+            self.real_box.setItemData(existing, path, Qt.ItemDataRole.ToolTipRole)
+        self.real_box.setCurrentIndex(existing)
+        self._real_index = existing
 
     def _data_changed(self) -> None:
         """Offer the settings of a bundled model of this method trained on this puppet and attribute, if any.
@@ -509,8 +547,11 @@ class TrainingDialog(QDialog):
         if self.method().splits:
             settings = {"split": str(self.split_box.currentData())}
         else:
+            real = str(self.real_box.currentData())
             settings = {"puppet": str(self.puppet_box.currentData()),
-                        "attribute": str(self.attribute_box.currentData()), "real": str(self.real_box.currentData())}
+                        "attribute": str(self.attribute_box.currentData()), "real": real}
+            if real not in dict(self.method().real_data):  # the user's own photos: a colour model
+                settings["grayscale"] = "false"
         recipe = self.active_recipe()
         return TrainingRequest(
             name=name, method=self.method().key, steps=steps, runs_dir=self.runs_dir(),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtWidgets import QFileDialog
 
 from engine.package import list_packages
 from gui._qt.main_window import MainWindow
@@ -213,7 +214,36 @@ def test_the_form_describes_a_puppetgan_run_on_mnist(dialog, tmp_path):
     assert "--lr-decay-steps" not in request.arguments()
     assert (request.preview_every, request.checkpoint_every, request.log_every) == (16, 40, 4)
     assert dialog.attribute_box.count() == 6  # the digits puppet's continuous controls
-    assert "not supported" in dialog.note.text() and dialog.real_box.count() == 1
+    assert "your own image folder or video" in dialog.note.text()
+    assert [dialog.real_box.itemData(i) for i in range(dialog.real_box.count())] == ["mnist", ":folder", ":video"]
+
+
+def test_the_users_own_folder_or_video_becomes_the_real_images_of_a_colour_run(dialog, tmp_path, monkeypatch):
+    photos, video = tmp_path / "my photos", tmp_path / "clip.mp4"
+    answers = {"folder": str(photos), "video": ""}
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: answers["folder"])
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (answers["video"], ""))
+    dialog.puppet_box.setCurrentIndex(dialog.puppet_box.findData("face"))
+    dialog.attribute_box.setCurrentIndex(dialog.attribute_box.findData("smile"))
+
+    def choose(data: str) -> None:
+        index = dialog.real_box.findData(data)
+        dialog.real_box.setCurrentIndex(index)
+        dialog.real_box.activated.emit(index)
+
+    choose(":folder")
+    assert dialog.real_box.currentText() == "my photos (folder)" and dialog.real_box.currentData() == str(photos)
+    settings = dict(dialog.request().settings)
+    assert settings == {"puppet": "face", "attribute": "smile", "real": str(photos), "grayscale": "false"}
+    choose(":video")  # cancelled: the folder stays chosen
+    assert dialog.real_box.currentData() == str(photos)
+    answers["video"] = str(video)
+    choose(":video")
+    assert dialog.real_box.currentText() == "clip.mp4 (video)" and dialog.request().settings["real"] == str(video)
+    choose(":folder")  # the same folder again is selected, not listed twice
+    assert dialog.real_box.currentData() == str(photos) and dialog.real_box.count() == 5
+    choose("mnist")
+    assert "grayscale" not in dialog.request().settings
 
 
 def test_a_bundled_model_s_settings_are_offered_for_its_puppet_and_attribute(dialog):

@@ -24,10 +24,12 @@ from trainer.data import (
     factor_values,
     fit_square,
     load_folder,
+    load_real_images,
     load_video,
     mnist_split,
     sample_batch,
 )
+from trainer.data.real_images import MIN_REAL_IMAGES
 from trainer.data.tensors import ImageDataset, to_pixels, to_tensor, triplet_tensors
 from trainer.preview import Grid, Tile, draw_grid, layout, puppet_sweep_grid
 
@@ -302,6 +304,35 @@ def test_fit_square_scales_the_short_side_and_cuts_the_centre() -> None:
     fitted = fit_square(tall, 20)
     assert fitted.shape == (20, 20, 3)
     assert np.all(fitted == 200)
+
+
+# --- the real photos a model edits --------------------------------------------------------------------------------
+
+
+def test_real_images_are_the_mnist_train_split_or_the_users_folder(photo_folder: Path) -> None:
+    mnist = load_real_images("mnist", 32)
+    assert mnist.images.shape == (4000, 32, 32, 3) and "MNIST train split" in mnist.description
+    for index in range(MIN_REAL_IMAGES):
+        save_image(photo_folder / f"more{index:02d}.png", np.full((24, 36, 3), index * 10, np.uint8))
+    photos = load_real_images(str(photo_folder), 16)
+    assert photos.images.shape == (5 + MIN_REAL_IMAGES, 16, 16, 3)
+    assert "3 unreadable files skipped" in photos.description
+    spread = photos.spread(4)
+    assert len(spread) == 4
+    assert np.array_equal(spread[0], photos.images[0]) and np.array_equal(spread[-1], photos.images[-1])
+
+
+def test_real_images_from_a_video_are_its_frames(small_video: Path, monkeypatch) -> None:
+    monkeypatch.setattr("trainer.data.real_images.MIN_REAL_IMAGES", 20)
+    frames = load_real_images(str(small_video), 16)
+    assert frames.images.shape == (30, 16, 16, 3) and "clip.avi (30 frames)" in frames.description
+
+
+def test_too_few_or_missing_real_images_are_refused_with_the_source_named(photo_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=rf"only 5 readable photo\(s\); training needs at least {MIN_REAL_IMAGES}"):
+        load_real_images(str(photo_folder), 16)
+    with pytest.raises(TrainingError, match="no image folder or video file there"):
+        load_real_images(str(tmp_path / "nowhere"), 16)
 
 
 # --- video --------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.imageio import save_image
 from engine.package import load_package
 from trainer.data.mnist import mnist_split
 from trainer.data.tensors import to_pixels
@@ -268,3 +269,46 @@ def test_impossible_real_pose_settings_are_refused_with_the_setting_named(settin
 
     with pytest.raises(TrainingError, match=next(iter(settings))):
         PuppetGANConfig(**settings)
+
+
+@pytest.fixture
+def colour_photos(tmp_path) -> str:
+    """16 colour photos, each a different tint with noise: a user's own folder."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "my photos"
+    root.mkdir()
+    for index in range(16):
+        tint = rng.integers(0, 256, 3)
+        photo = np.clip(tint + rng.normal(0, 20, (40, 48, 3)), 0, 255).astype(np.uint8)
+        save_image(root / f"photo{index:02d}.jpg", photo)
+    return str(root)
+
+
+def test_a_run_on_the_users_colour_photos_trains_previews_and_exports_without_a_table(colour_photos, tmp_path) -> None:
+    config = PuppetGANConfig(puppet="face", attribute="smile", real=colour_photos, grayscale=False, width=8,
+                             discriminator_width=8, batch_size=4, triplet_bank=12, eval_references=3)
+    torch.manual_seed(0)
+    method = PuppetGAN(config, torch.device("cpu"), seed=0)
+    assert len(method.real) == 16 and method.evaluate() is None
+    method.train_step(1, torch.Generator().manual_seed(0))
+    preview = method.preview()
+    assert preview.shape == (4 * 32, 9 * 32, 3)
+    assert np.array_equal(preview[:31, 32:64], method.real_images.images[0, :31])  # the first photo heads the grid
+    edits = preview[32:, 32:]
+    assert np.abs(edits[..., 0].astype(int) - edits[..., 2]).max() > 0  # colour decoders, not grey
+    package = load_package(method.export(tmp_path / "pkg", {"steps": 1, "seed": 0}))
+    assert package.metrics["table"] == [] and "user's own photos" in package.metrics["notes"]
+    assert not package.normalisation.grayscale and package.normalisation.polarity is None
+    assert "my photos (16 images)" in package.provenance["data"]
+    references = method._preview_references
+    through_onnx = package_edit_function(package)(method.real[:4], references)
+    assert np.abs(through_onnx.astype(int) - method.edit(method.real[:4], references).astype(int)).max() <= 1
+
+
+def test_an_attribute_no_estimator_reads_trains_without_evaluations(tiny_config) -> None:
+    config = dataclasses.replace(tiny_config, puppet="face", attribute="smile", attribute_range=None,
+                                 w_pose_equivariance=0.0)
+    method = PuppetGAN(config, torch.device("cpu"), seed=0)
+    assert method.evaluate() is None
+    assert method.measured_metrics()["notes"].startswith("Not measured: no estimator reads 'smile'")
+    assert method.preview().shape == (4 * 32, 9 * 32, 3)

