@@ -322,6 +322,13 @@ def test_real_images_are_the_mnist_train_split_or_the_users_folder(photo_folder:
     assert np.array_equal(spread[0], photos.images[0]) and np.array_equal(spread[-1], photos.images[-1])
 
 
+def test_a_large_folder_is_read_only_up_to_the_cap_and_says_so(photo_folder: Path, monkeypatch) -> None:
+    monkeypatch.setattr("trainer.data.real_images.MIN_REAL_IMAGES", 2)
+    monkeypatch.setattr("trainer.data.real_images.MAX_REAL_IMAGES", 3)
+    photos = load_real_images(str(photo_folder), 16)
+    assert len(photos) == 3 and "4 more files left unread past the first 3 images" in photos.description
+
+
 def test_real_images_from_a_video_are_its_frames(small_video: Path, monkeypatch) -> None:
     monkeypatch.setattr("trainer.data.real_images.MIN_REAL_IMAGES", 20)
     frames = load_real_images(str(small_video), 16)

