@@ -485,6 +485,7 @@ def evaluate_target(target: Path, checkpoint: int | None = None, n_inputs: int =
     target = Path(target)
     if (target / "config.json").exists() and not (target / "manifest.json").exists():
         method, step = load_run_method(target, checkpoint)
+        _check_measurable(target, method.served.name)
         grid = evaluation_grid(method.sampler.puppet, method.served, dict(method.config.fixed), n_inputs, n_references)
         name = f"{target.name} @ step {step} (torch)"
         outputs = method.edit(grid.inputs, grid.references)
@@ -495,11 +496,19 @@ def evaluate_target(target: Path, checkpoint: int | None = None, n_inputs: int =
             raise TrainingError(f"{target} is neither a training run (config.json) nor a model package: {error}") from error
         if package.puppet is None or len(package.puppet.controls) != 1:
             raise TrainingError(f"{target}: evaluate measures puppet packages with one served control.")
+        _check_measurable(target, package.puppet.controls[0].name)
         grid = evaluation_grid(puppets.load(package.puppet.kind), package.puppet.controls[0],
                                dict(package.puppet.fixed), n_inputs, n_references, size=package.image_size)
         name = f"{package.name} (ONNX)"
         outputs = package_edit_function(package)(grid.inputs, grid.references)
     return [*grid.baselines(), grid.metrics(name, outputs)], grid, outputs
+
+
+def _check_measurable(target: Path, attribute: str) -> None:
+    """Refuse, naming the attribute, a model whose attribute no estimator reads from pixels."""
+    if attribute not in MEASURES:
+        raise TrainingError(f"{target}: evaluate measures {' and '.join(MEASURES)} on MNIST digits; no estimator "
+                            f"reads {attribute!r} from pixels. Judge this model by its training previews.")
 
 
 def write_manifest_metrics(package_dir: Path, row: MetricsRow, notes: str) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.errors import TrainingError
 from engine.imageio import save_image
 from engine.package import load_package
 from trainer.data.mnist import mnist_split
@@ -305,10 +306,13 @@ def test_a_run_on_the_users_colour_photos_trains_previews_and_exports_without_a_
     assert np.abs(through_onnx.astype(int) - method.edit(method.real[:4], references).astype(int)).max() <= 1
 
 
-def test_an_attribute_no_estimator_reads_trains_without_evaluations(tiny_config) -> None:
+def test_an_attribute_no_estimator_reads_trains_without_evaluations(tiny_config, tmp_path) -> None:
     config = dataclasses.replace(tiny_config, puppet="face", attribute="smile", attribute_range=None,
                                  w_pose_equivariance=0.0)
     method = PuppetGAN(config, torch.device("cpu"), seed=0)
     assert method.evaluate() is None
     assert method.measured_metrics()["notes"].startswith("Not measured: no estimator reads 'smile'")
     assert method.preview().shape == (4 * 32, 9 * 32, 3)
+    package_dir = method.export(tmp_path / "pkg", {"steps": 0, "seed": 0})
+    with pytest.raises(TrainingError, match="no estimator reads 'smile' from pixels"):
+        evaluate_target(package_dir)
