@@ -23,6 +23,10 @@ with the evaluation's estimator.
 Likewise off by default, the real digits can be turned or resized at random
 (`real_max_rotation`, `real_size_range`) so that the real domain holds every
 pose the model serves.
+
+The real images are the packaged MNIST digits, scored as the run trains, or
+the user's own image folder or video (`real`, see trainer.data.real_images),
+which nothing can score: no labels, and no estimator for most attributes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from torch.nn import functional as F
 from engine.errors import TrainingError
 from engine.puppets.base import Control
 from engine.puppets.digits import GLYPH_HEIGHT_AT_UNIT_SIZE
+from trainer.data.mnist import MNIST_SIZE
 from trainer.data.real_images import MNIST, load_real_images
 from trainer.data.tensors import to_pixels, to_tensor
 from trainer.data.triplets import TripletBatch, TripletSampler, TripletSpec
@@ -548,16 +553,27 @@ class PuppetGAN(Method):
         return outputs
 
     @property
+    def unmeasured_because(self) -> str | None:
+        """Why the evaluation grid cannot score this run, or None where it can: it needs MNIST photos at the
+        classifier's 32 x 32 and an attribute an estimator reads from pixels."""
+        config = self.config
+        if config.real != MNIST:
+            return "trained on the user's own photos, which have no digit labels to score"
+        if config.attribute not in MEASURES:
+            return f"no estimator reads {config.attribute!r} from pixels"
+        if config.image_size != MNIST_SIZE:
+            return f"the digit classifier reads {MNIST_SIZE} x {MNIST_SIZE} images, this model {config.image_size}"
+        return None
+
+    @property
     def measurable(self) -> bool:
-        """Whether the evaluation grid applies: MNIST photos (a digit classifier) and an attribute read from pixels."""
-        return self.config.real == MNIST and self.config.attribute in MEASURES
+        return self.unmeasured_because is None
 
     def grid(self) -> EvaluationGrid:
         """The fixed quick-evaluation grid (built once): TEST digits x references over the served range."""
         if self._evaluation_grid is None:
             self._evaluation_grid = evaluation_grid(self.sampler.puppet, self.served, dict(self.config.fixed),
-                                                    self.config.eval_inputs, self.config.eval_references,
-                                                    self.config.image_size)
+                                                    self.config.eval_inputs, self.config.eval_references)
         return self._evaluation_grid
 
     def preview(self) -> np.ndarray:
@@ -586,11 +602,10 @@ class PuppetGAN(Method):
         """The manifest's "metrics": the full grid's table, or a note saying why there is none."""
         config = self.config
         if not self.measurable:
-            why = ("trained on the user's own photos, which have no digit labels to score"
-                   if config.real != MNIST else f"no estimator reads {config.attribute!r} from pixels")
-            return {"table": [], "notes": f"Not measured: {why}. Judge the edits in the training previews."}
+            return {"table": [], "notes": f"Not measured: {self.unmeasured_because}. "
+                                          "Judge the edits in the training previews."}
         grid = evaluation_grid(self.sampler.puppet, self.served, dict(config.fixed), config.export_grid_inputs,
-                               FULL_GRID_REFERENCES, config.image_size, classifier=self.grid().classifier)
+                               FULL_GRID_REFERENCES, classifier=self.grid().classifier)
         row = grid.metrics("puppetgan", self.edit(grid.inputs, grid.references))
         return {"table": [row.as_dict()], "notes": grid.notes()}
 
