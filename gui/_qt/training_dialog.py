@@ -416,6 +416,7 @@ class TrainingDialog(QDialog):
         self.run.preview.connect(self._previewed)
         self.run.event_received.connect(self._log_event)
         self.run.failed.connect(lambda message: self._log(f"failed: {message}"))
+        self.run.warned.connect(lambda message: self._log(f"warning: {message}"))
 
     # --- the form ---------------------------------------------------------------------------------------------
     def method(self) -> MethodChoice:

@@ -243,6 +243,7 @@ class TrainingRun(QObject):
     event_received = Signal(dict)  # every event, for the log (not `event`: that is QObject.event)
     finished = Signal(str)  # the library copy of the trained package (its folder)
     failed = Signal(str)  # one line a person can act on
+    warned = Signal(str)  # a trainer WARNING, e.g. photos it skipped, without its "WARNING logger:" prefix
     state_changed = Signal(object)  # RunState
 
     def __init__(self, library_dir: Path | None = None, parent: QObject | None = None) -> None:
@@ -419,6 +420,9 @@ class TrainingRun(QObject):
         if text:
             self.stderr_lines.append(text)
             log.debug("trainer: %s", text)
+            level, _, message = text.partition(" ")
+            if level == "WARNING":
+                self.warned.emit(message.partition(": ")[2] or message)
 
     def handle_event(self, event: Mapping[str, Any]) -> None:
         """Update the state from one trainer event and tell the views."""

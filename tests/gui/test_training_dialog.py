@@ -38,6 +38,8 @@ FAKE_TRAINER = textwrap.dedent("""
     def emit(**event):
         print(json.dumps(event), flush=True)
     emit(event="start", total_steps=args.steps, step=0, run_dir=str(run_dir))
+    print("INFO trainer.methods.puppetgan: rendering 6000 digits triplets", file=sys.stderr, flush=True)
+    print("WARNING trainer.data.folders: Skipped 2 unreadable file(s) in /photos", file=sys.stderr, flush=True)
     for step in (1, 2, 3):
         emit(event="step", step=step, losses={"reconstruction": 1.0 / step, "adversarial": 0.5 + 0.1 * step},
              steps_per_s=4.0)
@@ -341,3 +343,5 @@ def test_the_dialog_follows_and_drives_a_run(dialog, qtbot, tmp_path, fake_train
     assert dialog.start_button.isEnabled() and dialog.resume_button.text() == "Resume digits-rotation"
     assert "Cancelled at step 3" in dialog.status.text()
     assert "interrupted" in dialog.log.toPlainText()
+    assert "warning: Skipped 2 unreadable file(s) in /photos" in dialog.log.toPlainText()  # the trainer's warnings
+    assert "rendering" not in dialog.log.toPlainText()  # its INFO lines are not
