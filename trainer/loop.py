@@ -242,14 +242,15 @@ class _Run:
                                 "drop --lr-decay-steps.")
         method_config = config_from_dict(self.method_class.config_class, self.config.method_config)
         self.config = dataclasses.replace(self.config, method_config=config_to_dict(method_config))
+        _seed_everything(self.config.seed)
+        # built before a new run's folder exists: unreadable photos or a bad setting leave no run to trip over
+        self.method = self.method_class(method_config, self.device, self.config.seed)
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_text = json.dumps(self.config.to_dict(), indent=1)
             ckpt.write_atomic(self.run_dir / "config.json", lambda tmp: tmp.write_text(config_text))
             (self.run_dir / CONTROL_FILE).unlink(missing_ok=True)
             self.events.open(self.run_dir / "events.jsonl")
-        _seed_everything(self.config.seed)
-        self.method = self.method_class(method_config, self.device, self.config.seed)
         self.generator = torch.Generator().manual_seed(_rank_seed(self.config.seed, self.rank))
         self.step, self.previous_wall_time_s = 0, 0.0
         if resume:

@@ -112,6 +112,19 @@ def test_a_decay_is_refused_for_a_method_that_schedules_its_own_rates(toy_run: R
     assert not (toy_run.run_dir / "config.json").exists()
 
 
+def test_a_method_that_cannot_be_built_leaves_no_run_to_trip_over(toy_run: RunConfig,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    def unreadable(*args, **kwargs) -> None:
+        raise TrainingError("Image folder /photos has no readable image")
+
+    monkeypatch.setattr(ToyMethod, "__init__", unreadable)
+    with pytest.raises(TrainingError, match="no readable image"):
+        train(toy_run)
+    assert not toy_run.run_dir.exists()  # the same name can be started again once the photos are fixed
+    monkeypatch.undo()
+    assert train(toy_run).status == "done"
+
+
 @pytest.mark.parametrize("failing_file", ["safetensors", "json"])
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint_resumable(
     toy_run: RunConfig, monkeypatch: pytest.MonkeyPatch, failing_file: str
