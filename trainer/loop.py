@@ -155,7 +155,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, step: int | None = No
     method = _build_method(config, torch.device("cpu"))
     info = ckpt.load_checkpoint(checkpoint, method.modules(), method.optimizers())
     method.load_state(info["ranks"][0]["method"])
-    provenance = _provenance(config, info["step"], info.get("wall_time_s", 0.0))
+    provenance = _provenance(config, info["step"], info.get("wall_time_s", 0.0), trained_at=info.get("saved_at"))
     if settings:
         provenance["export_settings"] = dict(settings)
     return method.export(Path(out_dir) if out_dir is not None else run_dir / "package", provenance)
@@ -177,14 +177,15 @@ def _build_method(config: RunConfig, device: torch.device) -> Method:
     return method_class(config_from_dict(method_class.config_class, config.method_config), device, config.seed)
 
 
-def _provenance(config: RunConfig, step: int, wall_time_s: float) -> dict[str, Any]:
+def _provenance(config: RunConfig, step: int, wall_time_s: float, trained_at: str | None = None) -> dict[str, Any]:
+    """What a package records of its run; `trained_at` is when its checkpoint was saved (default: now)."""
     return {
         "steps": step,
         "total_steps": config.total_steps,
         "lr_decay_steps": config.lr_decay_steps,
         "seed": config.seed,
         "command": config.command,
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": trained_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 1),
     }
 

@@ -121,6 +121,9 @@ def test_export_command_writes_a_puppetry_zip_of_a_run(tmp_path: Path, capsys: p
                     method_config={"export_onnx": True})
     result = train(run)
     archive = tmp_path / "toy.puppetry"
+    checkpoint_json = result.run_dir / "checkpoints" / "step_00000002.json"
+    checkpoint_json.write_text(json.dumps({**json.loads(checkpoint_json.read_text()),
+                                           "saved_at": "2026-01-02T03:04:05+00:00"}))
 
     code = cli.main(["export", str(result.run_dir), "-o", str(archive), "--checkpoint", "2"])
 
@@ -130,6 +133,7 @@ def test_export_command_writes_a_puppetry_zip_of_a_run(tmp_path: Path, capsys: p
         manifest = json.loads(bundle.read("manifest.json"))
     assert manifest["provenance"]["steps"] == 2 and manifest["provenance"]["seed"] == 1
     assert manifest["provenance"]["data"] == "random"
+    assert manifest["provenance"]["trained_at"] == "2026-01-02T03:04:05+00:00"  # when step 2 was saved, not now
     assert json.loads((result.run_dir / "package" / "manifest.json").read_text())["provenance"]["steps"] == 4
 
 
