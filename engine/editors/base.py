@@ -103,6 +103,16 @@ class Editor(ABC):
         return self.sessions[role].run(inputs)
 
 
+def border_and_centre(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grey pixels of a square (S, S, 3) region's border ring (S/8 wide) and of its centre (the middle half):
+    where background and subject are looked for."""
+    grey = region.astype(np.float32).mean(axis=2)
+    size = grey.shape[0]
+    ring = max(1, size // 8)
+    border = np.concatenate([grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()])
+    return border, grey[size // 4 : size - size // 4, size // 4 : size - size // 4]
+
+
 def opposite_polarity(region: np.ndarray, polarity: str | None) -> bool:
     """Whether a region shows the opposite of the model's polarity (e.g. dark ink on light paper).
 
@@ -111,11 +121,7 @@ def opposite_polarity(region: np.ndarray, polarity: str | None) -> bool:
     """
     if polarity is None:
         return False
-    grey = region.astype(np.float32).mean(axis=2)
-    size = grey.shape[0]
-    ring = max(1, size // 8)
-    border = np.concatenate([grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()])
-    centre = grey[size // 4 : size - size // 4, size // 4 : size - size // 4]
+    border, centre = border_and_centre(region)
     border_brighter = float(border.mean()) > float(centre.mean())
     return border_brighter if polarity == "light_on_dark" else float(border.mean()) < float(centre.mean())
 

