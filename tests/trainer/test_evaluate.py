@@ -135,6 +135,15 @@ def test_the_classifier_reads_held_out_digits_turned_rigidly_to_every_pose_above
     assert grid.metrics("rigid turn", outputs).Acc >= 0.97
 
 
+def test_the_classifier_reads_repeated_images_in_any_order_as_it_reads_each_alone() -> None:
+    test = mnist_split("test")
+    classify, images, labels = load_classifier(), test.images[::20], test.label("digit")[::20]  # every class
+    alone = np.array([classify(image[None])[0] for image in images])
+    assert (alone == labels).mean() >= 0.9
+    order = np.random.default_rng(0).integers(0, len(images), 200)  # repeats, shuffled
+    assert np.array_equal(classify(images[order]), alone[order])
+
+
 def test_identity_baseline_keeps_content_and_ignores_the_reference(rotation_grid) -> None:
     identity, _ = rotation_grid.baselines()
     assert identity.Acc >= 0.95
