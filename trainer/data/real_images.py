@@ -56,8 +56,8 @@ def load_real_images(source: str, size: int) -> RealImages:
     if path.is_dir():
         folder = load_folder(path, size, limit=MAX_REAL_IMAGES)
         skipped = f", {len(folder.skipped)} unreadable files skipped" if folder.skipped else ""
-        unread = folder.unread
-        beyond = f", {unread:,} more files left unread past the first {MAX_REAL_IMAGES:,} images" if unread else ""
+        beyond = (f", {folder.unread:,} more files left unread past the first {MAX_REAL_IMAGES:,} images"
+                  if folder.unread else "")
         images, description = folder.images, f"image folder {path} ({len(folder):,} images{skipped}{beyond})"
     elif path.is_file():
         frames = load_video(path, size, count=MAX_REAL_IMAGES)
