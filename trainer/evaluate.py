@@ -175,8 +175,9 @@ class MetricsRow:
     V_rest: float
 
     def as_dict(self) -> dict[str, float | str]:
-        return {"attribute": self.attribute, "Acc": round(self.Acc, 4), "r_attr": round(self.r_attr, 4),
-                "r_rest": round(self.r_rest, 4), "V_rest": round(self.V_rest, 4)}
+        """The row to the digits `format_table` prints, so a manifest, the editor and the CLI show one number."""
+        return {"attribute": self.attribute, "Acc": round(self.Acc, 3), "r_attr": round(self.r_attr, 3),
+                "r_rest": round(self.r_rest, 3), "V_rest": round(self.V_rest, 4)}
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -22,21 +22,17 @@ from engine.package import ModelPackage
 
 
 def metrics_table_html(table: Sequence[Mapping[str, Any]]) -> str:
-    """The manifest's metric rows as an HTML table; columns in first-seen order, numbers to 3 places."""
+    """The manifest's metric rows as an HTML table; columns in first-seen order, numbers as the manifest has them
+    (rounded where they were measured: rounding again here would show a figure no tool printed)."""
     columns: list[str] = []
     for row in table:
         columns.extend(key for key in row if key not in columns)
     if not columns:
         return ""
 
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3f}"
-        return html.escape(str(value))
-
     head = "".join(f"<th align='left'>{html.escape(c)}</th>" for c in columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{cell(row.get(c, '–'))}</td>" for c in columns) + "</tr>" for row in table
+        "<tr>" + "".join(f"<td>{html.escape(str(row.get(c, '–')))}</td>" for c in columns) + "</tr>" for row in table
     )
     return f"<table width='100%' cellspacing='0' cellpadding='3' border='1'><tr>{head}</tr>{rows}</table>"
 

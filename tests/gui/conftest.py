@@ -133,7 +133,7 @@ def make_tiny_package(folder: Path, *, editor: str = "puppet", name: str | None 
         "channels": 3,
         "normalisation": {"range": [-1.0, 1.0], "grayscale": True, "polarity": "light_on_dark"},
         "provenance": {"data": "random weights (test fixture)", "steps": 0, "seed": seed},
-        "metrics": {"table": [{"attribute": "rotation", "Acc": 0.1, "r_attr": 0.0, "r_rest": 0.0, "V_rest": 0.0}],
+        "metrics": {"table": [{"attribute": "rotation", "Acc": 0.1, "r_attr": 0.0, "r_rest": 0.0325, "V_rest": 0.0126}],
                     "notes": "random weights: numbers are placeholders of the fixture"},
     }
     if editor == "puppet":

@@ -28,7 +28,8 @@ def test_the_library_lists_packages_with_a_model_card(window: MainWindow, qtbot,
     window.library.select("tiny-puppet")
     card = window.library.card.toPlainText()
     assert "Tiny puppet model" in card and "puppetgan" in card
-    assert "r_attr" in card and "0.100" in card  # the manifest's metric table
+    assert "r_attr" in card and "0.1" in card  # the manifest's metric table
+    assert "0.0325" in card and "0.0126" in card and "0.033" not in card  # as stored, not rounded a second time
     assert "not loaded yet" in card
     window.library.use_button.click()
     qtbot.waitUntil(lambda: window.model.editor is not None, timeout=WAIT_MS)

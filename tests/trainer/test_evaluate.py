@@ -205,3 +205,10 @@ def test_write_manifest_refuses_a_folder_without_a_manifest(tmp_path: Path) -> N
     row = MetricsRow("model", "size", 0.8, 0.7, 0.1, 0.02)
     with pytest.raises(TrainingError, match="manifest.json"):
         write_manifest_metrics(tmp_path, row, "notes")
+
+
+def test_the_manifest_row_holds_the_figures_the_table_prints() -> None:
+    row = MetricsRow("model", "rotation", Acc=0.88456, r_attr=0.96411, r_rest=0.0324934, V_rest=0.0126266)
+    printed = format_table([row], "rotation").splitlines()[1].split()[-4:]
+    stored = row.as_dict()
+    assert [float(figure) for figure in printed] == [stored[key] for key in ("Acc", "r_attr", "r_rest", "V_rest")]
