@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from engine import puppets
 from engine.errors import PuppetryError
-from engine.package import user_library_dir
+from engine.package import name_part, user_library_dir
 from gui.model.training_run import (
     BundledRecipe,
     RunState,
@@ -82,9 +82,11 @@ METHODS = (
         label="RIFT (guided translation)",
         default_steps=100_000,  # RIFTConfig.steps
         real_data=(("shapes-abc", "3D-Shapes-ABC (rendered as it trains)"),),
-        note="Carries a guide image's domain-specific factors onto a source image and keeps the shared ones. "
-             "It trains on 3D-Shapes-ABC, two domains of rendered rooms: image folders and videos are not "
-             "supported by this method yet.",
+        note="Carries a guide image's domain-specific look onto a photo and keeps what the two domains share. "
+             "It trains on 3D-Shapes-ABC, two domains of rendered rooms scored as it trains, or on your own: "
+             "a folder or video of the photos to edit and one of the guides whose look they take (a colour "
+             "model; judge the previews).",
+        user_photos=True,
         splits=(  # papers.md §2, the three 3D-Shapes-ABC splits
             (1, "1: floor, wall hue ↔ scale, orientation",
              "Domain A varies floor and wall hue, domain B scale and orientation; object hue and shape are shared"),
@@ -282,7 +284,7 @@ class TrainingDialog(QDialog):
         self.recipe: BundledRecipe | None = None
         self.run = run or TrainingRun(library_dir, self)
         self._name_edited = False
-        self._real_index = 0  # the "Real images" entry to return to when a file dialog is cancelled
+        self._chosen_index: dict[QComboBox, int] = {}  # per photo box, the entry to return to on a cancel
         self._logged_bucket = -1
         self._build()
         self._connect()
@@ -304,6 +306,9 @@ class TrainingDialog(QDialog):
         self.attribute_box = QComboBox()
         self.split_box = QComboBox()
         self.real_box = QComboBox()
+        self.guide_box = QComboBox()  # RIFT on the user's photos: the guide domain
+        for value, label in USER_PHOTO_CHOICES:
+            self.guide_box.addItem(label, value)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(placeholder-text);")
@@ -326,6 +331,7 @@ class TrainingDialog(QDialog):
         form.addRow("Attribute", self.attribute_box)
         form.addRow("Split", self.split_box)
         form.addRow("Real images", self.real_box)
+        form.addRow("Guide photos", self.guide_box)
         form.addRow("", self.note)
         form.addRow("Settings", self.recipe_box)
         form.addRow("Steps", self.steps_box)
@@ -398,7 +404,8 @@ class TrainingDialog(QDialog):
         self.puppet_box.currentIndexChanged.connect(self._puppet_changed)
         self.attribute_box.currentIndexChanged.connect(self._data_changed)
         self.split_box.currentIndexChanged.connect(self._data_changed)
-        self.real_box.activated.connect(self._real_chosen)
+        self.real_box.activated.connect(lambda index: self._photos_chosen(self.real_box, index))
+        self.guide_box.activated.connect(lambda index: self._photos_chosen(self.guide_box, index))
         self.recipe_box.toggled.connect(self._recipe_toggled)
         self.runs_edit.editingFinished.connect(self._suggest_name)
         self.name_edit.textEdited.connect(lambda _text: setattr(self, "_name_edited", True))
@@ -430,7 +437,7 @@ class TrainingDialog(QDialog):
         if method.user_photos:
             for value, label in USER_PHOTO_CHOICES:
                 self.real_box.addItem(label, value)
-        self._real_index = 0
+        self._chosen_index[self.real_box] = 0
         self.note.setText(method.note)
         self.split_box.blockSignals(True)
         self.split_box.clear()
@@ -440,7 +447,8 @@ class TrainingDialog(QDialog):
         self.split_box.blockSignals(False)
         for box in (self.puppet_box, self.attribute_box):
             self.form.setRowVisible(box, not method.splits)
-        self.form.setRowVisible(self.split_box, bool(method.splits))
+        self.form.labelForField(self.real_box).setText("Photos to edit" if method.splits else "Real images")
+        self._show_data_rows()
         index = self.puppet_box.findData("digits")
         if index >= 0:
             self.puppet_box.setCurrentIndex(index)
@@ -468,28 +476,42 @@ class TrainingDialog(QDialog):
         self.attribute_box.blockSignals(False)
         self._data_changed()
 
-    def _real_chosen(self, index: int) -> None:
+    def _photos_chosen(self, box: QComboBox, index: int) -> None:
         """"Image folder…" and "Video file…" ask for the source; the choice joins the list, a cancel changes nothing."""
-        choice = self.real_box.itemData(index)
-        if choice not in (CHOOSE_FOLDER, CHOOSE_VIDEO):
-            self._real_index = index
-            return
-        start = str(Path.home())
-        if choice == CHOOSE_FOLDER:
-            path = QFileDialog.getExistingDirectory(self, "Folder of your photos", start)
-        else:
-            path = QFileDialog.getOpenFileName(self, "Video of your photos", start, VIDEO_FILTER)[0]
-        if not path:
-            self.real_box.setCurrentIndex(self._real_index)
-            return
-        kind = "folder" if choice == CHOOSE_FOLDER else "video"
-        existing = self.real_box.findData(path)
-        if existing < 0:
-            existing = self.real_box.count() - len(USER_PHOTO_CHOICES)
-            self.real_box.insertItem(existing, f"{Path(path).name} ({kind})", path)
-            self.real_box.setItemData(existing, path, Qt.ItemDataRole.ToolTipRole)
-        self.real_box.setCurrentIndex(existing)
-        self._real_index = existing
+        choice = box.itemData(index)
+        if choice in (CHOOSE_FOLDER, CHOOSE_VIDEO):
+            start, what = str(Path.home()), "guides" if box is self.guide_box else "your photos"
+            if choice == CHOOSE_FOLDER:
+                path = QFileDialog.getExistingDirectory(self, f"Folder of {what}", start)
+            else:
+                path = QFileDialog.getOpenFileName(self, f"Video of {what}", start, VIDEO_FILTER)[0]
+            if not path:
+                box.setCurrentIndex(self._chosen_index.get(box, 0))
+                self._show_data_rows()
+                return
+            kind = "folder" if choice == CHOOSE_FOLDER else "video"
+            index = box.findData(path)
+            if index < 0:
+                index = box.count() - len(USER_PHOTO_CHOICES)
+                box.insertItem(index, f"{Path(path).name} ({kind})", path)
+                box.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+            box.setCurrentIndex(index)
+        self._chosen_index[box] = index
+        self._show_data_rows()
+
+    def users_photos(self, box: QComboBox) -> str | None:
+        """The folder or video chosen in `box`, or None where it holds packaged data or nothing yet."""
+        data = box.currentData()
+        known = dict(self.method().real_data)
+        return None if data is None or data in known or data in (CHOOSE_FOLDER, CHOOSE_VIDEO) else str(data)
+
+    def _show_data_rows(self) -> None:
+        """RIFT on the user's photos needs guide photos instead of a 3D-Shapes-ABC split."""
+        splits = bool(self.method().splits)
+        own = splits and self.users_photos(self.real_box) is not None
+        self.form.setRowVisible(self.split_box, splits and not own)
+        self.form.setRowVisible(self.guide_box, own)
+        self._suggest_name()
 
     def _data_changed(self) -> None:
         """Offer the settings of a bundled model of this method trained on this puppet and attribute, if any.
@@ -521,7 +543,10 @@ class TrainingDialog(QDialog):
     def _suggest_name(self) -> None:
         if self._name_edited:
             return
-        if self.method().splits:
+        photos, guides = self.users_photos(self.real_box), self.users_photos(self.guide_box)
+        if self.method().splits and photos is not None:
+            base = f"{name_part(Path(photos).stem)}-to-{name_part(Path(guides).stem) if guides else 'guides'}"
+        elif self.method().splits:
             base = f"shapes-split{self.split_box.currentData()}"
         else:
             base = f"{self.puppet_box.currentData() or 'model'}-{self.attribute_box.currentData() or 'run'}"
@@ -545,7 +570,13 @@ class TrainingDialog(QDialog):
         if (self._library() / name).exists():
             raise PuppetryError(f"A model named {name!r} is already in your library; choose another name.")
         steps = self.steps_box.value()
-        if self.method().splits:
+        photos, guides = self.users_photos(self.real_box), self.users_photos(self.guide_box)
+        if self.method().splits and photos is not None:
+            if guides is None:
+                raise PuppetryError("Choose the guide photos: an image folder or a video whose look your photos "
+                                    "should take.")
+            settings = {"domain_a": photos, "domain_b": guides, "serve_direction": "a2b"}
+        elif self.method().splits:
             settings = {"split": str(self.split_box.currentData())}
         else:
             real = str(self.real_box.currentData())

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QFileDialog
 
+from engine.errors import PuppetryError
 from engine.package import list_packages
 from gui._qt.main_window import MainWindow
 from gui._qt.training_dialog import TrainingDialog
@@ -291,7 +292,8 @@ def test_a_rift_run_chooses_a_split_and_trains_like_the_bundled_guide_model(dial
     dialog.method_box.setCurrentIndex(dialog.method_box.findData("rift"))
     assert not dialog.form.isRowVisible(dialog.puppet_box) and not dialog.form.isRowVisible(dialog.attribute_box)
     assert dialog.form.isRowVisible(dialog.split_box) and dialog.split_box.count() == 3
-    assert "3D-Shapes-ABC" in dialog.real_box.currentText() and "not supported" in dialog.note.text()
+    assert "3D-Shapes-ABC" in dialog.real_box.currentText() and "your own" in dialog.note.text()
+    assert not dialog.form.isRowVisible(dialog.guide_box)
     dialog.split_box.setCurrentIndex(dialog.split_box.findData(2))
     assert dialog.recipe_box.isChecked() and "'shapes-split1'" in dialog.recipe_box.text()
     request = dialog.request()
@@ -304,6 +306,33 @@ def test_a_rift_run_chooses_a_split_and_trains_like_the_bundled_guide_model(dial
     dialog.method_box.setCurrentIndex(dialog.method_box.findData("puppetgan"))
     assert dialog.form.isRowVisible(dialog.puppet_box) and not dialog.form.isRowVisible(dialog.split_box)
     assert dialog.request().settings["puppet"] == "digits"
+
+
+def test_a_rift_run_on_the_users_photos_takes_a_folder_to_edit_and_one_of_guides(dialog, tmp_path, monkeypatch):
+    photos, guides = tmp_path / "Day Photos", tmp_path / "night.mp4"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(photos))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(guides), ""))
+    dialog.method_box.setCurrentIndex(dialog.method_box.findData("rift"))
+    assert dialog.form.labelForField(dialog.real_box).text() == "Photos to edit"
+
+    def choose(box, data: str) -> None:
+        index = box.findData(data)
+        box.setCurrentIndex(index)
+        box.activated.emit(index)
+
+    choose(dialog.real_box, ":folder")
+    assert dialog.form.isRowVisible(dialog.guide_box) and not dialog.form.isRowVisible(dialog.split_box)
+    with pytest.raises(PuppetryError, match="guide photos"):
+        dialog.request()
+    choose(dialog.guide_box, ":video")
+    request = dialog.request()
+    assert request.method == "rift" and request.name == "day-photos-to-night"
+    assert (request.settings["domain_a"], request.settings["domain_b"]) == (str(photos), str(guides))
+    assert request.settings["serve_direction"] == "a2b"  # the photos are edited, the guides lend their look
+    assert request.settings["image_size"] == "32"  # the bundled guide model's recipe still applies
+    choose(dialog.real_box, "shapes-abc")
+    assert dialog.form.isRowVisible(dialog.split_box) and not dialog.form.isRowVisible(dialog.guide_box)
+    assert "domain_a" not in dialog.request().settings and dialog.request().name == "shapes-split1"
 
 
 def test_a_bad_name_is_refused_in_the_dialog_without_starting(dialog):

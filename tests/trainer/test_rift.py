@@ -374,3 +374,57 @@ def test_training_preview_shows_both_directions(exported):
     np.testing.assert_array_equal(b2a[size:2 * size, :size], scenes_b[0])  # first B source, bottom half
     expected = method.translate(scenes_b[:1], scenes_a[:1], "b2a")[0]
     np.testing.assert_array_equal(b2a[size:2 * size, size:2 * size], expected)
+
+
+# ----------------------------------------------------------------- the user's own two domains
+
+@pytest.fixture(scope="module")
+def two_photo_folders(tmp_path_factory) -> tuple[str, str]:
+    """Two folders of 16 photos each: reddish "day" scenes and bluish "night" ones, at odd sizes."""
+    from engine.imageio import save_image
+
+    rng = np.random.default_rng(5)
+    folders = []
+    for name, tint in (("Day Photos", (200, 90, 60)), ("night", (30, 40, 150))):
+        root = tmp_path_factory.mktemp("user") / name
+        root.mkdir()
+        for index in range(16):
+            photo = np.clip(np.array(tint) + rng.normal(0, 25, (40, 56, 3)), 0, 255).astype(np.uint8)
+            save_image(root / f"{index:02d}.png", photo)
+        folders.append(str(root))
+    return folders[0], folders[1]
+
+
+@pytest.mark.parametrize("setting", [{"domain_a": "/photos/day"}, {"domain_b": "/photos/night"}])
+def test_one_users_domain_without_the_other_is_refused(setting):
+    with pytest.raises(TrainingError, match=next(iter(setting))):
+        RIFTConfig(**TINY, **setting)
+
+
+def test_a_run_on_the_users_two_folders_trains_on_each_and_exports_an_unscored_guide_package(two_photo_folders,
+                                                                                             tmp_path):
+    from engine.editors import load as load_editor
+    from engine.package import load_package
+    from trainer.methods.rift import RIFT, package_evaluation
+
+    day, night = two_photo_folders
+    config = RIFTConfig(**SMALL, domain_a=day, domain_b=night, serve_direction="b2a")
+    method = RIFT(config, torch.device("cpu"), seed=0)
+    a, b = method.draw_batch(torch.Generator().manual_seed(0))
+    assert float(a[:, 0].mean()) > float(a[:, 2].mean()) and float(b[:, 2].mean()) > float(b[:, 0].mean())
+    assert method.evaluate() is None
+    method.train_step(0, torch.Generator().manual_seed(0))
+    assert method.preview().shape == (2 * 5 * 32 + 16, 7 * 32, 3)
+    package = load_package(method.export(tmp_path / "pkg", {"steps": 1, "seed": 0}))
+    assert package.name == "night-to-day-photos" and package.editor == "guide"
+    assert "night" in package.guide.source_domain and "Day Photos (16 images)" in package.guide.guide_domain
+    assert package.guide.moves == () and package.guide.stays == ()
+    assert package.metrics["table"] == [] and "user's own photos" in package.metrics["notes"]
+    assert len(package.guide.samples) == 12
+    editor = load_editor(package)
+    night_photo, day_guide = method.photos["B"].images[0], method.photos["A"].images[0]
+    edited = editor.apply(editor.prepare(night_photo), {"guide": day_guide})
+    expected = method.translate(night_photo[None], day_guide[None], "b2a")[0]
+    assert np.abs(edited.astype(int) - expected.astype(int)).max() <= 1
+    with pytest.raises(TrainingError, match="Not measured"):
+        package_evaluation(package)

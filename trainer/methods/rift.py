@@ -29,9 +29,10 @@ from torch import nn
 from engine.editors import load as load_editor
 from engine.errors import PackageError, TrainingError
 from engine.imageio import save_image
-from engine.package import ModelPackage, load_package
+from engine.package import ModelPackage, load_package, name_part
 from trainer import checkpoint as ckpt
 from trainer.attributes import DEFAULT_CLASSIFIER, load_classifier
+from trainer.data.real_images import load_real_images
 from trainer.data.shapes_abc import SPLITS, ShapesABC
 from trainer.data.tensors import to_pixels, to_tensor
 from trainer.evaluate_guided import (
@@ -58,6 +59,9 @@ class RIFTConfig(MethodConfig):
     """Everything a RIFT run needs; defaults are the released code's values (papers.md §2)."""
 
     split: int = 1
+    # the user's own domains: an image folder or a video each (both or neither); "" = 3D-Shapes-ABC split `split`
+    domain_a: str = ""
+    domain_b: str = ""
     image_size: int = 64
     guide_size: int = 64  # side of the single-channel guide map (image size or a divisor of it)
     width: int = 64
@@ -96,6 +100,9 @@ class RIFTConfig(MethodConfig):
             raise TrainingError(f"RIFT setting cycle_balance={self.cycle_balance}: use a value from 0 to 1.")
         if self.cycle_balance_after < 0:
             raise TrainingError(f"RIFT setting cycle_balance_after={self.cycle_balance_after}: use a step, 0 or more.")
+        if bool(self.domain_a) != bool(self.domain_b):
+            raise TrainingError(f"RIFT settings domain_a={self.domain_a!r}, domain_b={self.domain_b!r}: give an "
+                                "image folder or video for both domains, or neither to train on 3D-Shapes-ABC.")
         if self.split not in (1, 2, 3):
             raise TrainingError(f"RIFT setting split={self.split}: 3D-Shapes-ABC has splits 1, 2 and 3.")
         if self.image_size % self.guide_size:
@@ -107,6 +114,11 @@ class RIFTConfig(MethodConfig):
                 f"RIFT setting image_size={self.image_size} must be divisible by 2**n_downsampling="
                 f"{2**self.n_downsampling}."
             )
+
+    @property
+    def on_user_photos(self) -> bool:
+        """Trained on the user's two folders or videos: no factor labels, so nothing to score."""
+        return bool(self.domain_a)
 
 
 class GuidedGenerator(nn.Module):
@@ -345,7 +357,8 @@ def learning_rate(config: RIFTConfig, step: int) -> float:
 
 
 class RIFT(Method):
-    """RIFT on 3D-Shapes-ABC: domain A and B renders of one split, drawn fresh every step."""
+    """RIFT between two domains: 3D-Shapes-ABC renders of one split, drawn fresh every step, or the user's own
+    two image folders or videos (`domain_a`, `domain_b`), which nothing can score."""
 
     name = "rift"
     config_class = RIFTConfig
@@ -353,7 +366,9 @@ class RIFT(Method):
 
     def __init__(self, config: RIFTConfig, device: torch.device, seed: int) -> None:
         super().__init__(config, device, seed)
-        self.data = ShapesABC(config.split, size=config.image_size)
+        self.data = None if config.on_user_photos else ShapesABC(config.split, size=config.image_size)
+        self.photos = ({"A": load_real_images(config.domain_a, config.image_size),
+                        "B": load_real_images(config.domain_b, config.image_size)} if config.on_user_photos else {})
         self.model = RIFTModel(config).to(device)
         betas = (config.beta1, config.beta2)
         self.opt_generators = torch.optim.Adam(
@@ -362,8 +377,10 @@ class RIFT(Method):
             [p for d in self.model.discriminators() for p in d.parameters()], lr=config.lr * config.disc_lr_ratio,
             betas=betas)
         preview_rng = np.random.default_rng(seed + 7_919)  # fixed held-out inputs, so previews are comparable
-        self.preview_scenes = {domain: self.data.render(sample_labels(self.data, domain, 6, preview_rng, heldout=True))
-                               for domain in ("A", "B")}
+        self.preview_scenes = {
+            domain: (self.photos[domain].spread(6) if self.photos
+                     else self.data.render(sample_labels(self.data, domain, 6, preview_rng, heldout=True)))
+            for domain in ("A", "B")}
         self._eval_pairs: dict | None = None
         self._classifier = None
 
@@ -375,11 +392,14 @@ class RIFT(Method):
         return {"generators": self.opt_generators, "discriminators": self.opt_discriminators}
 
     def draw_batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch per domain from the training combinations, labels drawn through the run's generator."""
+        """One batch per domain (the training combinations, or the user's photos), drawn through the run's generator."""
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         n = self.config.batch_size
-        a = self.data.render(sample_labels(self.data, "A", n, rng, heldout=False))
-        b = self.data.render(sample_labels(self.data, "B", n, rng, heldout=False))
+        if self.photos:
+            a, b = (self.photos[domain].images[rng.integers(0, len(self.photos[domain]), n)] for domain in ("A", "B"))
+        else:
+            a = self.data.render(sample_labels(self.data, "A", n, rng, heldout=False))
+            b = self.data.render(sample_labels(self.data, "B", n, rng, heldout=False))
         return to_tensor(a, self.device), to_tensor(b, self.device)  # (B, 3, S, S) each, in [-1, 1]
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
@@ -441,7 +461,7 @@ class RIFT(Method):
         """A to B on top, B to A below (the same scenes, their roles swapped), a white band between."""
         a2b = self.grid(scenes_a[:sources], scenes_b[:guides], "a2b")
         b2a = self.grid(scenes_b[:sources], scenes_a[:guides], "b2a")
-        band = np.full((self.data.size // 2, a2b.shape[1], 3), 255, np.uint8)
+        band = np.full((self.config.image_size // 2, a2b.shape[1], 3), 255, np.uint8)
         return np.concatenate([a2b, band, b2a], axis=0)
 
     def preview(self) -> np.ndarray:
@@ -452,7 +472,10 @@ class RIFT(Method):
         return Path(self.config.classifier) if self.config.classifier else DEFAULT_CLASSIFIER
 
     def evaluate(self) -> dict[str, float] | None:
-        """ACC and RD on held-out pairs, when the factor classifier is on disk; else None (logged)."""
+        """ACC and RD on held-out pairs, when the factor classifier is on disk; else None (logged).
+        The user's own photos have no factor labels: None."""
+        if self.photos:
+            return None
         path = self.classifier_path()
         if self._classifier is None:
             if not path.is_file():
@@ -530,8 +553,7 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
     """Write the guide package for `serve_direction`: ONNX graphs (parity-checked), sample guides, measured table."""
     config = method.config
     direction = config.serve_direction
-    split = SPLITS[config.split]
-    source_domain, guide_domain = ("A", "B") if direction == "a2b" else ("B", "A")
+    guide_domain = "B" if direction == "a2b" else "A"
     size = config.image_size
     example_image = torch.zeros(1, 3, size, size)
     example_guide = torch.zeros(1, 1, config.guide_size, config.guide_size)
@@ -541,6 +563,37 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
         "translator": Graph(TranslatorGraph(translator), (example_image, example_guide), ["image", "guide"],
                             ["translated"]),
     }
+    described = user_photos_manifest(method) if method.photos else shapes_manifest(method)
+    samples = (method.photos[guide_domain].spread(SAMPLE_GUIDES) if method.photos
+               else heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed))
+    sample_names = [f"samples/guide_{k:02d}.png" for k in range(len(samples))]
+    manifest = {
+        "name": described["name"],
+        "title": described["title"],
+        "method": "rift",
+        "editor": "guide",
+        "image_size": size,
+        "channels": 3,
+        "normalisation": {"range": [-1.0, 1.0], "grayscale": False, "polarity": None},
+        "guide": {**described["guide"], "samples": sample_names},
+        "provenance": {**provenance, "data": described["data"], "config": asdict(config)},
+        "metrics": described["metrics"],
+    }
+    with tempfile.TemporaryDirectory(prefix="puppetry-rift-") as scratch:
+        (Path(scratch) / "samples").mkdir()
+        for name, image in zip(sample_names, samples):
+            save_image(Path(scratch) / name, image)
+        package = export_package(out_dir, manifest, graphs)
+        shutil.copytree(Path(scratch) / "samples", Path(package) / "samples", dirs_exist_ok=True)
+    return package
+
+
+def shapes_manifest(method: RIFT) -> dict[str, Any]:
+    """Name, title, guide section, data and measured table of a 3D-Shapes-ABC package."""
+    config = method.config
+    direction = config.serve_direction
+    split = SPLITS[config.split]
+    source_domain, guide_domain = ("A", "B") if direction == "a2b" else ("B", "A")
     metrics: dict[str, Any] = {"notes": "No factor classifier was on disk at export; run `puppetry-train evaluate`."}
     classifier_path = method.classifier_path()
     if classifier_path.is_file():
@@ -559,34 +612,39 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
                       f"'summary' over both directions, 'served' over {direction}, the one this package runs. "
                       "Paper RIFT: ACC on 3D shapes, RD averaged over its three data sets. " + verdict(results)),
         }
-    sample_names = [f"samples/guide_{k:02d}.png" for k in range(SAMPLE_GUIDES)]
-    manifest = {
+    return {
         "name": f"shapes-split{config.split}",
         "title": f"3D shapes — guided translation (split {config.split}, {source_domain} to {guide_domain})",
-        "method": "rift",
-        "editor": "guide",
-        "image_size": size,
-        "channels": 3,
-        "normalisation": {"range": [-1.0, 1.0], "grayscale": False, "polarity": None},
         "guide": {
             "source_domain": f"3D-Shapes-ABC split {config.split} domain {source_domain}",
             "guide_domain": f"3D-Shapes-ABC split {config.split} domain {guide_domain}",
             "moves": list(split.specific_b if direction == "a2b" else split.specific_a),
             "stays": list(split.shared),
-            "samples": sample_names,
         },
-        "provenance": {**provenance, "data": f"3D-Shapes-ABC split {config.split}, `shapes` puppet renders at {size} px",
-                       "config": asdict(config)},
+        "data": f"3D-Shapes-ABC split {config.split}, `shapes` puppet renders at {config.image_size} px",
         "metrics": metrics,
     }
-    samples = heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed)
-    with tempfile.TemporaryDirectory(prefix="puppetry-rift-") as scratch:
-        (Path(scratch) / "samples").mkdir()
-        for name, image in zip(sample_names, samples):
-            save_image(Path(scratch) / name, image)
-        package = export_package(out_dir, manifest, graphs)
-        shutil.copytree(Path(scratch) / "samples", Path(package) / "samples", dirs_exist_ok=True)
-    return package
+
+
+def user_photos_manifest(method: RIFT) -> dict[str, Any]:
+    """Name, title, guide section and data of a package trained on the user's two folders or videos.
+
+    Nothing says which attributes are whose, so `moves` and `stays` stay empty, and without factor labels
+    there is no table: the preview grid is the judge.
+    """
+    config = method.config
+    source_domain, guide_domain = ("A", "B") if config.serve_direction == "a2b" else ("B", "A")
+    sources = {"A": config.domain_a, "B": config.domain_b}
+    names = {domain: Path(source).expanduser().stem or source for domain, source in sources.items()}
+    return {
+        "name": f"{name_part(names[source_domain])}-to-{name_part(names[guide_domain])}",
+        "title": f"{names[source_domain]} to {names[guide_domain]} — guided translation",
+        "guide": {"source_domain": method.photos[source_domain].description,
+                  "guide_domain": method.photos[guide_domain].description, "moves": [], "stays": []},
+        "data": f"domain A: {method.photos['A'].description}; domain B: {method.photos['B'].description}",
+        "metrics": {"table": [], "notes": "Not measured: trained on the user's own photos, which have no factor "
+                                          "labels to score. The preview grid (sources x guides) is the judge."},
+    }
 
 
 def load_run(run_dir: Path, step: int | None = None) -> tuple[RIFT, int]:
@@ -620,6 +678,8 @@ def package_evaluation(package: ModelPackage, classifier_path: Path = DEFAULT_CL
     The pairs are that direction's half of those `full_evaluation` uses, so the torch and ONNX tables compare.
     """
     measured_on = package.metrics.get("data", {})
+    if not measured_on and package.metrics.get("table") == []:
+        raise TrainingError(f"{package.path}: {package.metrics.get('notes', 'Not measured.')}")
     if "split" not in measured_on or "pairs_per_direction" not in measured_on:
         raise TrainingError(f"{package.path}: its manifest's metrics.data does not say which split it was trained on.")
     data = ShapesABC(int(measured_on["split"]), size=package.image_size)
@@ -667,6 +727,9 @@ def run_evaluate(args: Any) -> int:
     target = Path(args.target)
     if (target / "config.json").is_file() and not (target / "manifest.json").is_file():
         method, step = load_run(target, args.checkpoint)
+        if method.photos:
+            raise TrainingError(f"{target}: trained on the user's own photos, which have no factor labels to score; "
+                                "its preview grids (previews/) are the judge.")
         results = full_evaluation(method)
         classifier_path = method.classifier_path()
         heading = (f"{target.name} @ step {step} (torch, eval mode): 3D-Shapes-ABC split {method.config.split}, "
