@@ -417,7 +417,8 @@ def test_a_run_on_the_users_two_folders_trains_on_each_and_exports_an_unscored_g
     assert method.preview().shape == (2 * 5 * 32 + 16, 7 * 32, 3)
     package = load_package(method.export(tmp_path / "pkg", {"steps": 1, "seed": 0}))
     assert package.name == "night-to-day-photos" and package.editor == "guide"
-    assert "night" in package.guide.source_domain and "Day Photos (16 images)" in package.guide.guide_domain
+    assert (package.guide.source_domain, package.guide.guide_domain) == ("night", "Day Photos")
+    assert "Day Photos (16 images)" in package.provenance["data"]
     assert package.guide.moves == () and package.guide.stays == ()
     assert package.metrics["table"] == [] and "user's own photos" in package.metrics["notes"]
     assert len(package.guide.samples) == 12

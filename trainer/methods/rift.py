@@ -639,8 +639,7 @@ def user_photos_manifest(method: RIFT) -> dict[str, Any]:
     return {
         "name": f"{name_part(names[source_domain])}-to-{name_part(names[guide_domain])}",
         "title": f"{names[source_domain]} to {names[guide_domain]} — guided translation",
-        "guide": {"source_domain": method.photos[source_domain].description,
-                  "guide_domain": method.photos[guide_domain].description, "moves": [], "stays": []},
+        "guide": {"source_domain": names[source_domain], "guide_domain": names[guide_domain], "moves": [], "stays": []},
         "data": f"domain A: {method.photos['A'].description}; domain B: {method.photos['B'].description}",
         "metrics": {"table": [], "notes": "Not measured: trained on the user's own photos, which have no factor "
                                           "labels to score. The preview grid (sources x guides) is the judge."},
