@@ -63,10 +63,10 @@ def load_real_images(source: str, size: int) -> RealImages:
         frames = load_video(path, size, count=MAX_REAL_IMAGES)
         images, description = frames.images, f"video {path.name} ({len(frames):,} frames)"
     else:
-        raise TrainingError(f"Real images {source!r}: no image folder or video file there. "
+        raise TrainingError(f"Photos {source!r}: no image folder or video file there. "
                             f"Choose a folder of photos, a video, or {MNIST!r} for the packaged digits.")
     if len(images) < MIN_REAL_IMAGES:
-        raise TrainingError(f"Real images {path}: only {len(images)} readable photo(s); training needs at least "
+        raise TrainingError(f"Photos {path}: only {len(images)} readable photo(s); training needs at least "
                             f"{MIN_REAL_IMAGES} to learn what the photos look like. Add more, or pick another source.")
     return RealImages(images, description, photo_polarity(images))
 
