@@ -41,11 +41,6 @@ PACKAGE_SUFFIX = ".puppetry"
 POLARITIES = ("light_on_dark", "dark_on_light")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
-
-def name_part(text: str, limit: int = 28) -> str:
-    """`text` in NAME_PATTERN's alphabet (lower case, each run of anything else one '-'), for a name built from
-    a folder's or a file's name; "photos" where nothing is left."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "photos"
 REQUIRED_FIELDS = ("format_version", "name", "method", "editor", "image_size", "graphs")
 # Suffixes of formats that unpickle on load; the engine never opens them.
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib"})
@@ -55,6 +50,12 @@ MAX_ZIP_MEMBERS = 256
 MAX_UNPACKED_BYTES = 2 * 1024**3
 
 Shape = tuple[int | None, ...]
+
+
+def name_part(text: str, limit: int = 28) -> str:
+    """`text` in NAME_PATTERN's alphabet (lower case, each run of anything else one '-'), for a name built from
+    a folder's or a file's name; "photos" where nothing is left."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "photos"
 
 
 @dataclass(frozen=True)

@@ -485,21 +485,17 @@ class TrainingDialog(QDialog):
                 path = QFileDialog.getExistingDirectory(self, f"Folder of {what}", start)
             else:
                 path = QFileDialog.getOpenFileName(self, f"Video of {what}", start, VIDEO_FILTER)[0]
-            if not path:
-                box.setCurrentIndex(self._chosen_index.get(box, 0))
-                self._show_data_rows()
-                return
-            kind = "folder" if choice == CHOOSE_FOLDER else "video"
-            index = box.findData(path)
+            index = box.findData(path) if path else self._chosen_index.get(box, 0)
             if index < 0:
                 index = box.count() - len(USER_PHOTO_CHOICES)
+                kind = "folder" if choice == CHOOSE_FOLDER else "video"
                 box.insertItem(index, f"{Path(path).name} ({kind})", path)
                 box.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
             box.setCurrentIndex(index)
         self._chosen_index[box] = index
         self._show_data_rows()
 
-    def users_photos(self, box: QComboBox) -> str | None:
+    def _users_photos(self, box: QComboBox) -> str | None:
         """The folder or video chosen in `box`, or None where it holds packaged data or nothing yet."""
         data = box.currentData()
         known = dict(self.method().real_data)
@@ -508,7 +504,7 @@ class TrainingDialog(QDialog):
     def _show_data_rows(self) -> None:
         """RIFT on the user's photos needs guide photos instead of a 3D-Shapes-ABC split."""
         splits = bool(self.method().splits)
-        own = splits and self.users_photos(self.real_box) is not None
+        own = splits and self._users_photos(self.real_box) is not None
         self.form.setRowVisible(self.split_box, splits and not own)
         self.form.setRowVisible(self.guide_box, own)
         self._suggest_name()
@@ -543,7 +539,7 @@ class TrainingDialog(QDialog):
     def _suggest_name(self) -> None:
         if self._name_edited:
             return
-        photos, guides = self.users_photos(self.real_box), self.users_photos(self.guide_box)
+        photos, guides = self._users_photos(self.real_box), self._users_photos(self.guide_box)
         if self.method().splits and photos is not None:
             base = f"{name_part(Path(photos).stem)}-to-{name_part(Path(guides).stem) if guides else 'guides'}"
         elif self.method().splits:
@@ -570,7 +566,7 @@ class TrainingDialog(QDialog):
         if (self._library() / name).exists():
             raise PuppetryError(f"A model named {name!r} is already in your library; choose another name.")
         steps = self.steps_box.value()
-        photos, guides = self.users_photos(self.real_box), self.users_photos(self.guide_box)
+        photos, guides = self._users_photos(self.real_box), self._users_photos(self.guide_box)
         if self.method().splits and photos is not None:
             if guides is None:
                 raise PuppetryError("Choose the guide photos: an image folder or a video whose look your photos "

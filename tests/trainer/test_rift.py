@@ -429,3 +429,17 @@ def test_a_run_on_the_users_two_folders_trains_on_each_and_exports_an_unscored_g
     assert np.abs(edited.astype(int) - expected.astype(int)).max() <= 1
     with pytest.raises(TrainingError, match="Not measured"):
         package_evaluation(package)
+
+
+def test_evaluating_a_run_on_the_users_photos_says_it_is_not_measured(two_photo_folders, tmp_path, capsys):
+    from trainer.cli import main as train_main
+
+    day, night = two_photo_folders
+    settings = [f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+                for key, value in {**SMALL, "domain_a": day, "domain_b": night}.items()]
+    code = train_main(["train", "--method", "rift", "--name", "day-night", "--runs-dir", str(tmp_path), "--steps", "1",
+                       "--threads", "1", *(part for setting in settings for part in ("--set", setting))])
+    assert code == 0
+    capsys.readouterr()
+    assert train_main(["evaluate", str(tmp_path / "day-night")]) != 0
+    assert "user's own photos" in capsys.readouterr().err

@@ -725,10 +725,10 @@ def run_evaluate(args: Any) -> int:
     """
     target = Path(args.target)
     if (target / "config.json").is_file() and not (target / "manifest.json").is_file():
-        method, step = load_run(target, args.checkpoint)
-        if method.photos:
+        if config_from_dict(RIFTConfig, read_config(target).method_config).on_user_photos:  # before reading them
             raise TrainingError(f"{target}: trained on the user's own photos, which have no factor labels to score; "
                                 "its preview grids (previews/) are the judge.")
+        method, step = load_run(target, args.checkpoint)
         results = full_evaluation(method)
         classifier_path = method.classifier_path()
         heading = (f"{target.name} @ step {step} (torch, eval mode): 3D-Shapes-ABC split {method.config.split}, "
