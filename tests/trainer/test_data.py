@@ -29,7 +29,7 @@ from trainer.data import (
     mnist_split,
     sample_batch,
 )
-from trainer.data.real_images import MIN_REAL_IMAGES, photo_polarity
+from trainer.data.real_images import MIN_REAL_IMAGES, photo_polarity, sample_photos
 from trainer.data.tensors import ImageDataset, to_pixels, to_tensor, triplet_tensors
 from trainer.preview import Grid, Tile, draw_grid, layout, puppet_sweep_grid
 
@@ -342,6 +342,16 @@ def test_real_images_from_a_video_are_its_frames(small_video: Path, monkeypatch)
     monkeypatch.setattr("trainer.data.real_images.MIN_REAL_IMAGES", 20)
     frames = load_real_images(str(small_video), 16)
     assert frames.images.shape == (30, 16, 16, 3) and "clip.avi (30 frames)" in frames.description
+
+
+def test_sample_photos_are_read_afresh_at_the_size_asked_passing_over_unreadable_files(photo_folder: Path,
+                                                                                        small_video: Path) -> None:
+    samples = sample_photos(str(photo_folder), 12, 40)
+    assert samples.shape == (5, 40, 40, 3)  # the folder's 5 readable photos of 8 image files
+    assert np.all(samples[[path.name for path in load_folder(photo_folder, 8).paths].index("grey.png")] == 77)
+    frames = sample_photos(str(small_video), 3, 24)
+    assert frames.shape == (3, 24, 24, 3)
+    assert [round(float(frame[..., 1].mean()) / 8) for frame in frames] == [0, 14, 29]  # first, middle (14.5), last
 
 
 def test_too_few_or_missing_real_images_are_refused_with_the_source_named(photo_folder: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from engine.errors import TrainingError
+from engine.imageio import load_rgb8
 from trainer.data.shapes_abc import FACTOR_NAMES, FACTORS, SPLITS, ShapesABC
 from trainer.evaluate_guided import (
     GuidedPairs,
@@ -20,6 +21,7 @@ from trainer.evaluate_guided import (
 )
 from trainer.methods.rift import (
     GuidedGenerator,
+    SAMPLE_SIZE,
     RIFTConfig,
     RIFTModel,
     add_noise,
@@ -422,6 +424,8 @@ def test_a_run_on_the_users_two_folders_trains_on_each_and_exports_an_unscored_g
     assert package.guide.moves == () and package.guide.stays == ()
     assert package.metrics["table"] == [] and "user's own photos" in package.metrics["notes"]
     assert len(package.guide.samples) == 12
+    sample = load_rgb8(package.guide.samples[0])
+    assert sample.shape == (SAMPLE_SIZE, SAMPLE_SIZE, 3) and sample[..., 0].mean() > sample[..., 2].mean()
     editor = load_editor(package)
     night_photo, day_guide = method.photos["B"].images[0], method.photos["A"].images[0]
     edited = editor.apply(editor.prepare(night_photo), {"guide": day_guide})

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.editors.base import border_and_centre
-from engine.errors import TrainingError
+from engine.errors import ImageError, TrainingError
+from engine.imageio import load_rgb8
 from trainer.data.arrays import fit_square
-from trainer.data.folders import load_folder
+from trainer.data.folders import find_image_files, load_folder
 from trainer.data.mnist import MNIST_SIZE, mnist_split
 from trainer.data.video import load_video
 
@@ -69,6 +70,28 @@ def load_real_images(source: str, size: int) -> RealImages:
         raise TrainingError(f"Photos {path}: only {len(images)} readable photo(s); training needs at least "
                             f"{MIN_REAL_IMAGES} to learn what the photos look like. Add more, or pick another source.")
     return RealImages(images, description, photo_polarity(images))
+
+
+def sample_photos(source: str, n: int, size: int) -> np.ndarray:
+    """`n` photos spread through a folder or video, read afresh at `size`: a package's sample guides.
+
+    The training set holds every photo at the model's small input size; the
+    guide picker shows its samples as thumbnails, so they are read again from the
+    originals. Unreadable files are passed over, as in training.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        return load_video(path, size, count=n).images
+    files = find_image_files(path)[:MAX_REAL_IMAGES]
+    photos = []
+    for index in np.unique(np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)):
+        try:
+            photos.append(fit_square(load_rgb8(files[index]), size))
+        except ImageError:
+            continue
+    if not photos:
+        raise TrainingError(f"Photos {source!r}: none of the {len(files)} image files could be read for samples.")
+    return np.stack(photos)
 
 
 def photo_polarity(images: np.ndarray) -> str | None:

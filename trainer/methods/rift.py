@@ -32,7 +32,7 @@ from engine.imageio import save_image
 from engine.package import ModelPackage, load_package, name_part
 from trainer import checkpoint as ckpt
 from trainer.attributes import DEFAULT_CLASSIFIER, load_classifier
-from trainer.data.real_images import load_real_images
+from trainer.data.real_images import load_real_images, sample_photos
 from trainer.data.shapes_abc import SPLITS, ShapesABC
 from trainer.data.tensors import to_pixels, to_tensor
 from trainer.evaluate_guided import (
@@ -564,8 +564,8 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
                             ["translated"]),
     }
     described = user_photos_manifest(method) if method.photos else shapes_manifest(method)
-    samples = (method.photos[guide_domain].spread(SAMPLE_GUIDES) if method.photos
-               else heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed))
+    samples = (sample_photos(config.domain_b if guide_domain == "B" else config.domain_a, SAMPLE_GUIDES, SAMPLE_SIZE)
+               if method.photos else heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed))
     sample_names = [f"samples/guide_{k:02d}.png" for k in range(len(samples))]
     manifest = {
         "name": described["name"],
