@@ -13,7 +13,7 @@ from engine.errors import TrainingError
 from engine.imageio import save_image
 from engine.package import load_package
 from trainer.data.mnist import mnist_split
-from trainer.data.tensors import to_pixels
+from trainer.data.tensors import to_pixels, to_tensor
 from trainer.evaluate import evaluate_target, package_edit_function
 from trainer.methods import load
 from trainer.methods.puppetgan import (
@@ -23,6 +23,8 @@ from trainer.methods.puppetgan import (
     attribute_cycle_loss,
     code_invariance_loss,
     cycle_loss,
+    discriminator_losses,
+    discriminator_view,
     disentanglement_loss,
     edit_ink_height_loss,
     generator_losses,
@@ -84,6 +86,36 @@ def test_code_invariance_loss_is_zero_for_equal_codes_and_scale_free() -> None:
     unrelated = float(code_invariance_loss(codes, other))
     assert unrelated == pytest.approx(1.0, abs=0.15)
     assert float(code_invariance_loss(0.01 * codes, 0.01 * other)) == pytest.approx(unrelated, rel=1e-3)
+
+
+def test_the_discriminators_view_shifts_and_blanks_ink_but_never_invents_it() -> None:
+    digits = to_tensor(mnist_split("test").images[:16]).requires_grad_()
+    seen = discriminator_view(digits, torch.Generator().manual_seed(0))
+    assert seen.shape == digits.shape and float(seen.detach().min()) >= -1.0 and float(seen.detach().max()) <= 1.0
+    ink, seen_ink = (digits.detach() + 1).sum(dim=(1, 2, 3)), (seen.detach() + 1).sum(dim=(1, 2, 3))
+    assert bool((seen_ink <= ink + 1e-3).all()) and float(seen_ink.sum()) < 0.9 * float(ink.sum())
+    assert not torch.equal(seen, discriminator_view(digits, torch.Generator().manual_seed(1)))
+    blank = torch.full((2, 3, 32, 32), -1.0)
+    assert torch.equal(discriminator_view(blank, torch.Generator().manual_seed(0)), blank)
+    seen.sum().backward()
+    assert float(digits.grad.abs().sum()) > 0
+
+
+def test_with_discriminator_augmentation_both_sides_judge_the_augmented_views(tiny_config) -> None:
+    config = dataclasses.replace(tiny_config, discriminator_augment=True)
+    torch.manual_seed(0)
+    method = PuppetGAN(config, torch.device("cpu"), seed=0)
+    batch = method.draw_batch()
+    with torch.no_grad():
+        plain, _ = generator_losses(method.nets, tiny_config, batch, torch.Generator().manual_seed(0))
+        augmented, fakes = generator_losses(method.nets, config, batch, torch.Generator().manual_seed(0))
+        plain_d = discriminator_losses(method.nets, batch, fakes)
+        augmented_d = discriminator_losses(method.nets, batch, fakes,
+                                           lambda images: discriminator_view(images, torch.Generator().manual_seed(0)))
+    assert float(augmented["reconstruction"]) == pytest.approx(float(plain["reconstruction"]))
+    assert float(augmented["adversarial"]) != pytest.approx(float(plain["adversarial"]))
+    assert float(augmented_d["discriminator_real"]) != pytest.approx(float(plain_d["discriminator_real"]))
+    assert all(np.isfinite(value) for value in method.train_step(0, torch.Generator().manual_seed(0)).values())
 
 
 def test_ink_height_reads_what_the_evaluation_reads_and_passes_gradients() -> None:

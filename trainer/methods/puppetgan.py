@@ -22,7 +22,9 @@ alike; and for size only, `edit_ink_height_loss` measures the edit's height
 with the evaluation's estimator.
 Likewise off by default, the real digits can be turned or resized at random
 (`real_max_rotation`, `real_size_range`) so that the real domain holds every
-pose the model serves.
+pose the model serves, and both discriminators can judge real and generated
+images alike shifted and partly blanked (`discriminator_augment`, DiffAugment),
+which keeps a discriminator from memorising a small set of photos.
 
 The real images are the packaged MNIST digits, scored as the run trains, or
 the user's own image folder or video (`real`, see trainer.data.real_images),
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,7 @@ class PuppetGANConfig(MethodConfig):
     w_photo_pose_invariance: float = 0.0  # not in the paper: Gr(a', b1) ~ Gr(a, b1), a' = a at another real pose
     w_edit_ink_height: float = 0.0  # not in the paper, size only: the edit's ink height is b1's size (see below)
     w_adversarial: float = 1.0
+    discriminator_augment: bool = False  # not in the paper: discriminators see real and fake shifted and cut out
     steps: int = 2500  # departs: paper ~300 epochs at batch 200; this is ~30 min on 2 CPU cores
     triplet_bank: int = 6000  # triplets rendered once at start (a digit render costs ~10 ms on CPU)
     fixed: tuple[tuple[str, float], ...] = ()  # puppet controls the editor holds fixed (others: puppet defaults)
@@ -250,6 +253,24 @@ def edit_ink_height_loss(edit: torch.Tensor, size: torch.Tensor) -> torch.Tensor
     evaluation's own estimator, so BENCHMARKS checks such a model with another.
     """
     return (ink_height(edit) - size.to(edit.dtype)).abs().mean()
+
+
+def discriminator_view(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao et al., NeurIPS 2020): each light-on-dark image shifted by up to 1/8 of its side and a
+    square of half its side blanked, differentiably, so a discriminator cannot memorise 4,000 real digits."""
+    n, _, size, _ = images.shape
+    ink = (images + 1.0) / 2.0
+    shift = (torch.rand(n, 2, generator=generator) * 2.0 - 1.0) * 0.25  # affine_grid units: 2 = the whole side
+    matrix = torch.cat([torch.eye(2).expand(n, 2, 2), shift[:, :, None]], 2).to(images.device, images.dtype)
+    grid = F.affine_grid(matrix, list(images.shape), align_corners=False)
+    ink = F.grid_sample(ink, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    side = size // 2
+    corner = torch.randint(0, size - side + 1, (n, 2), generator=generator).to(images.device)
+    axis = torch.arange(size, device=images.device)
+    rows = (axis[None] >= corner[:, :1]) & (axis[None] < corner[:, :1] + side)
+    cols = (axis[None] >= corner[:, 1:]) & (axis[None] < corner[:, 1:] + side)
+    keep = ~(rows[:, :, None] & cols[:, None, :])
+    return (ink * keep[:, None].to(ink.dtype)) * 2.0 - 1.0
 
 
 def lsgan_generator_loss(scores: torch.Tensor) -> torch.Tensor:
@@ -402,8 +423,9 @@ def generator_losses(nets: PuppetGANNets, config: PuppetGANConfig, batch: dict[s
         # lets the photo's own attribute (from its rest code) through fails this at once
         losses["edit_attribute_code"] = code_invariance_loss(attr_edit, attr_b1)
     fakes = {"real": cat([b1_as_real, edited_a]), "synthetic": cat([a_as_synthetic, b1_posed_as_a])}
-    losses["adversarial"] = (lsgan_generator_loss(nets.discriminator_real(fakes["real"]))
-                             + lsgan_generator_loss(nets.discriminator_synthetic(fakes["synthetic"])))
+    view = (lambda images: discriminator_view(images, generator)) if config.discriminator_augment else (lambda x: x)
+    losses["adversarial"] = (lsgan_generator_loss(nets.discriminator_real(view(fakes["real"])))
+                             + lsgan_generator_loss(nets.discriminator_synthetic(view(fakes["synthetic"]))))
     return losses, fakes
 
 
@@ -426,14 +448,15 @@ def weighted_total(losses: dict[str, torch.Tensor], config: PuppetGANConfig) -> 
     return sum(weights[name] * value for name, value in losses.items())
 
 
-def discriminator_losses(nets: PuppetGANNets, batch: dict[str, torch.Tensor],
-                         fakes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """LSGAN losses of both per-domain discriminators on detached fakes."""
+def discriminator_losses(nets: PuppetGANNets, batch: dict[str, torch.Tensor], fakes: dict[str, torch.Tensor],
+                         view: Callable[[torch.Tensor], torch.Tensor] = lambda images: images) -> dict[str, torch.Tensor]:
+    """LSGAN losses of both per-domain discriminators on detached fakes, each image seen through `view`."""
     return {
         "discriminator_real": lsgan_discriminator_loss(
-            nets.discriminator_real(batch["a"]), nets.discriminator_real(fakes["real"].detach())),
+            nets.discriminator_real(view(batch["a"])), nets.discriminator_real(view(fakes["real"].detach()))),
         "discriminator_synthetic": lsgan_discriminator_loss(
-            nets.discriminator_synthetic(batch["b3"]), nets.discriminator_synthetic(fakes["synthetic"].detach())),
+            nets.discriminator_synthetic(view(batch["b3"])),
+            nets.discriminator_synthetic(view(fakes["synthetic"].detach()))),
     }
 
 
@@ -533,7 +556,9 @@ class PuppetGAN(Method):
         self._optimizers["generator"].zero_grad(set_to_none=True)
         weighted_total(losses, self.config).backward()
         self._optimizers["generator"].step()
-        discriminator = discriminator_losses(self.nets, batch, fakes)
+        view = ((lambda images: discriminator_view(images, generator)) if self.config.discriminator_augment
+                else (lambda images: images))
+        discriminator = discriminator_losses(self.nets, batch, fakes, view)
         self._optimizers["discriminator"].zero_grad(set_to_none=True)
         sum(discriminator.values()).backward()
         self._optimizers["discriminator"].step()
