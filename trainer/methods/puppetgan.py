@@ -273,6 +273,13 @@ def discriminator_view(images: torch.Tensor, generator: torch.Generator) -> torc
     return (ink * keep[:, None].to(ink.dtype)) * 2.0 - 1.0
 
 
+def discriminator_input(config: PuppetGANConfig, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """How both discriminators see every image of one step: through `discriminator_view`, or as it is."""
+    if config.discriminator_augment:
+        return lambda images: discriminator_view(images, generator)
+    return lambda images: images
+
+
 def lsgan_generator_loss(scores: torch.Tensor) -> torch.Tensor:
     """LSGAN: generated images should score 1."""
     return ((scores - 1.0) ** 2).mean()
@@ -423,7 +430,7 @@ def generator_losses(nets: PuppetGANNets, config: PuppetGANConfig, batch: dict[s
         # lets the photo's own attribute (from its rest code) through fails this at once
         losses["edit_attribute_code"] = code_invariance_loss(attr_edit, attr_b1)
     fakes = {"real": cat([b1_as_real, edited_a]), "synthetic": cat([a_as_synthetic, b1_posed_as_a])}
-    view = (lambda images: discriminator_view(images, generator)) if config.discriminator_augment else (lambda x: x)
+    view = discriminator_input(config, generator)
     losses["adversarial"] = (lsgan_generator_loss(nets.discriminator_real(view(fakes["real"])))
                              + lsgan_generator_loss(nets.discriminator_synthetic(view(fakes["synthetic"]))))
     return losses, fakes
@@ -448,8 +455,10 @@ def weighted_total(losses: dict[str, torch.Tensor], config: PuppetGANConfig) -> 
     return sum(weights[name] * value for name, value in losses.items())
 
 
-def discriminator_losses(nets: PuppetGANNets, batch: dict[str, torch.Tensor], fakes: dict[str, torch.Tensor],
-                         view: Callable[[torch.Tensor], torch.Tensor] = lambda images: images) -> dict[str, torch.Tensor]:
+def discriminator_losses(
+    nets: PuppetGANNets, batch: dict[str, torch.Tensor], fakes: dict[str, torch.Tensor],
+    view: Callable[[torch.Tensor], torch.Tensor] = lambda images: images,
+) -> dict[str, torch.Tensor]:
     """LSGAN losses of both per-domain discriminators on detached fakes, each image seen through `view`."""
     return {
         "discriminator_real": lsgan_discriminator_loss(
@@ -556,9 +565,7 @@ class PuppetGAN(Method):
         self._optimizers["generator"].zero_grad(set_to_none=True)
         weighted_total(losses, self.config).backward()
         self._optimizers["generator"].step()
-        view = ((lambda images: discriminator_view(images, generator)) if self.config.discriminator_augment
-                else (lambda images: images))
-        discriminator = discriminator_losses(self.nets, batch, fakes, view)
+        discriminator = discriminator_losses(self.nets, batch, fakes, discriminator_input(self.config, generator))
         self._optimizers["discriminator"].zero_grad(set_to_none=True)
         sum(discriminator.values()).backward()
         self._optimizers["discriminator"].step()
