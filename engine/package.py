@@ -40,7 +40,6 @@ MANIFEST = "manifest.json"
 PACKAGE_SUFFIX = ".puppetry"
 POLARITIES = ("light_on_dark", "dark_on_light")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
 REQUIRED_FIELDS = ("format_version", "name", "method", "editor", "image_size", "graphs")
 # Suffixes of formats that unpickle on load; the engine never opens them.
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib"})

@@ -120,6 +120,11 @@ class RIFTConfig(MethodConfig):
         """Trained on the user's two folders or videos: no factor labels, so nothing to score."""
         return bool(self.domain_a)
 
+    @property
+    def user_domains(self) -> dict[str, str]:
+        """Domain name ("A", "B") -> the user's folder or video for it."""
+        return {"A": self.domain_a, "B": self.domain_b}
+
 
 class GuidedGenerator(nn.Module):
     """ResNet generator with 3+1 channels in and out: (image, guide) -> (image, guide).
@@ -367,8 +372,8 @@ class RIFT(Method):
     def __init__(self, config: RIFTConfig, device: torch.device, seed: int) -> None:
         super().__init__(config, device, seed)
         self.data = None if config.on_user_photos else ShapesABC(config.split, size=config.image_size)
-        self.photos = ({"A": load_real_images(config.domain_a, config.image_size),
-                        "B": load_real_images(config.domain_b, config.image_size)} if config.on_user_photos else {})
+        self.photos = ({domain: load_real_images(source, config.image_size)
+                        for domain, source in config.user_domains.items()} if config.on_user_photos else {})
         self.model = RIFTModel(config).to(device)
         betas = (config.beta1, config.beta2)
         self.opt_generators = torch.optim.Adam(
@@ -564,8 +569,8 @@ def export_rift(method: RIFT, out_dir: Path, provenance: Mapping[str, Any]) -> P
                             ["translated"]),
     }
     described = user_photos_manifest(method) if method.photos else shapes_manifest(method)
-    samples = (sample_photos(config.domain_b if guide_domain == "B" else config.domain_a, SAMPLE_GUIDES, SAMPLE_SIZE)
-               if method.photos else heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed))
+    samples = (sample_photos(config.user_domains[guide_domain], SAMPLE_GUIDES, SAMPLE_SIZE) if method.photos
+               else heldout_scenes(config.split, guide_domain, SAMPLE_GUIDES, SAMPLE_SIZE, method.seed))
     sample_names = [f"samples/guide_{k:02d}.png" for k in range(len(samples))]
     manifest = {
         "name": described["name"],
@@ -634,8 +639,7 @@ def user_photos_manifest(method: RIFT) -> dict[str, Any]:
     """
     config = method.config
     source_domain, guide_domain = ("A", "B") if config.serve_direction == "a2b" else ("B", "A")
-    sources = {"A": config.domain_a, "B": config.domain_b}
-    names = {domain: Path(source).expanduser().stem or source for domain, source in sources.items()}
+    names = {domain: Path(source).expanduser().stem or source for domain, source in config.user_domains.items()}
     return {
         "name": f"{name_part(names[source_domain])}-to-{name_part(names[guide_domain])}",
         "title": f"{names[source_domain]} to {names[guide_domain]} — guided translation",
