@@ -121,6 +121,11 @@ class EditSession:
         assert self.prepare_ms is not None
         return self.prepare_ms
 
+    def measured(self) -> dict[str, float]:
+        """Control values the region reads as it is (e.g. its digit's slant): where a slider should start."""
+        self.prepare()
+        return self.editor.measure(self._state)
+
     def edit(self, controls: Mapping[str, object]) -> np.ndarray:
         """Only the model: the edited region at model size, (S, S, 3) uint8."""
         self.prepare()

@@ -33,7 +33,14 @@ from engine.errors import PackageError, TrainingError
 from engine.imageio import save_image
 from engine.package import ModelPackage, load_package
 from engine.puppets.base import Control, Puppet
-from engine.puppets.digits import GLYPH_HEIGHT_AT_UNIT_SIZE
+from engine.puppets.digit_measures import (
+    MEASURE_UNITS,
+    MEASURES,
+    ink_levels,
+    measure_rotation,
+    measure_size,
+    moments,
+)
 from engine.resources import resource_path
 from engine.runtime import create_session
 from trainer.data.mnist import mnist_split
@@ -50,75 +57,7 @@ PAPER_ROWS = {
 }
 
 
-# ---------------------------------------------------------------- attribute estimators
-
-def _grey(images: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) or (N, S, S) uint8 -> (N, S, S) float in [0, 1], light glyph on dark."""
-    images = np.asarray(images)
-    if images.ndim == 4:
-        images = images.mean(axis=-1)
-    return images.astype(np.float64) / 255.0
-
-
-def _moments(grey: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Intensity-weighted centroid (cx, cy) and central second moments (xx, yy, xy), y pointing up."""
-    n, height, width = grey.shape
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    ys = -ys  # y up, so a counter-clockwise turn on screen is a positive angle
-    mass = grey.sum(axis=(1, 2)) + 1e-8
-    cx = (grey * xs).sum(axis=(1, 2)) / mass
-    cy = (grey * ys).sum(axis=(1, 2)) / mass
-    dx = xs[None] - cx[:, None, None]
-    dy = ys[None] - cy[:, None, None]
-    xx = (grey * dx * dx).sum(axis=(1, 2)) / mass
-    yy = (grey * dy * dy).sum(axis=(1, 2)) / mass
-    xy = (grey * dx * dy).sum(axis=(1, 2)) / mass
-    return cx, -cy, xx, yy, xy
-
-
-def measure_rotation(images: np.ndarray) -> np.ndarray:
-    """Rotation in degrees: the angle of the glyph's principal axis from the vertical, counter-clockwise positive.
-
-    The principal axis is the major eigenvector of the intensity-weighted second
-    moments (pixels in [0, 1], light on dark); an upright glyph reads ~0, a glyph
-    turned 20 degrees counter-clockwise reads ~+20. Result in (-90, 90].
-    """
-    _, _, xx, yy, xy = _moments(_grey(images))
-    axis_from_x = 0.5 * np.degrees(np.arctan2(2.0 * xy, xx - yy))  # (-90, 90]
-    rotation = axis_from_x - 90.0
-    return np.where(rotation <= -90.0, rotation + 180.0, rotation)
-
-
-# Ink rows count fully from this brightest-pixel value up and not at all below INK_ROW_LOW (pixels in [0, 1]).
-INK_ROW_LOW, INK_ROW_HIGH = 0.25, 0.75
-
-
-def measure_size(images: np.ndarray) -> np.ndarray:
-    """Size in the digits puppet's `size` units: the ink's height in rows / (GLYPH_HEIGHT_AT_UNIT_SIZE x image side).
-
-    The ink height is the number of image rows holding ink, each row weighted by
-    its brightest pixel (0 below INK_ROW_LOW, 1 above INK_ROW_HIGH, linear
-    between): the height of the ink's bounding box, to sub-pixel precision, and a
-    stray speck adds only the rows it covers instead of stretching the box to it. A
-    puppet render at `size` s reads ~s when upright (1.0 = 20 px ink of 32).
-    Turning a glyph changes its height (a tall glyph at 45 degrees reads ~10%
-    taller), which the size grid's randomly turned references carry as noise:
-    their readings still correlate 0.96 with their size controls.
-
-    Why not the RMS radius (sqrt of the second moments' trace), used before: it
-    measures shape as much as size (a "1" has a small radius at any height), so
-    an oracle that sets every real digit's ink height to the reference's size
-    scored only r_attr 0.72 / r_rest 0.53 with it; with the ink height it scores
-    r_attr 0.93 / r_rest 0.01 on the full size grid (tests/trainer/test_evaluate.py checks it).
-    """
-    grey = _grey(images)
-    row_ink = np.clip((grey.max(axis=2) - INK_ROW_LOW) / (INK_ROW_HIGH - INK_ROW_LOW), 0.0, 1.0)
-    return row_ink.sum(axis=1) / (GLYPH_HEIGHT_AT_UNIT_SIZE * grey.shape[1])
-
-
-MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"rotation": measure_rotation, "size": measure_size}
-MEASURE_UNITS = {"rotation": "principal-axis angle, degrees", "size": "ink height / 20 px, the puppet's size units"}
-
+# ---------------------------------------------------------------- undoing a measured attribute
 
 def canonicalise(images: np.ndarray, attribute: str, *, target_size: float = 1.0) -> np.ndarray:
     """Undo the measured attribute of each image: centre its centroid, then turn it upright (rotation) or
@@ -126,9 +65,9 @@ def canonicalise(images: np.ndarray, attribute: str, *, target_size: float = 1.0
 
     V_rest is measured on these canonical images: what remains is the non-attribute part.
     """
-    grey = _grey(images)
+    grey = ink_levels(images)
     size = grey.shape[-1]
-    cx, cy, _, _, _ = _moments(grey)
+    cx, cy, _, _, _ = moments(grey)
     centre = (size - 1) / 2.0
     if attribute == "rotation":
         angles, scales = measure_rotation(images), np.ones(len(grey))
@@ -302,7 +241,7 @@ class DigitClassifier:
         across a whole row of the grid, and three CNNs per image are not cheap on a CPU.
         """
         distinct, where = np.unique(images.reshape(len(images), -1), axis=0, return_inverse=True)
-        grey = torch.from_numpy(_grey(distinct.reshape(-1, *images.shape[1:]))).float()[:, None]
+        grey = torch.from_numpy(ink_levels(distinct.reshape(-1, *images.shape[1:]))).float()[:, None]
         with torch.no_grad():
             predicted = np.concatenate([self.net(chunk).argmax(1).numpy() for chunk in grey.split(512)])
         return predicted[where.reshape(-1)]

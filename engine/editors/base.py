@@ -89,6 +89,10 @@ class Editor(ABC):
     def apply(self, state: Any, controls: Mapping[str, object]) -> np.ndarray:
         """The edited region, (S, S, 3) uint8, for these control values."""
 
+    def measure(self, state: Any) -> dict[str, float]:
+        """Control values read from the prepared region itself (where the slider starts); none by default."""
+        return {}
+
     def check_region(self, region: np.ndarray) -> None:
         """EditError unless `region` is a (S, S, 3) uint8 image at this model's size."""
         size = self.image_size

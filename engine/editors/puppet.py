@@ -9,7 +9,7 @@ a small cache so moving back to a value is free).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -32,11 +32,13 @@ ATTRIBUTE_CODE_CACHE = 256
 
 @dataclass(frozen=True)
 class PuppetState:
-    """What `prepare` keeps of a photo region: its rest code, whether it was inverted, and (grey models) its tones."""
+    """What `prepare` keeps of a photo region: its rest code, whether it was inverted, (grey models) its tones,
+    and the served controls the puppet could read from it."""
 
     rest_code: np.ndarray  # (1, rest dims) float32
     inverted: bool
     tone: ToneMap | None = None
+    measured: Mapping[str, float] = field(default_factory=dict)
 
 
 class PuppetEditor(Editor):
@@ -69,10 +71,17 @@ class PuppetEditor(Editor):
         if normalisation.grayscale:
             tone = ToneMap.fit(region, normalisation.polarity)
             image = self._amount_to_input(tone.to_amount(region))
-            return PuppetState(self.run("encoder", image=image)["rest_code"], tone.inverted, tone)
-        inverted = opposite_polarity(region, normalisation.polarity)
-        image = to_model_input(region, normalisation, self.package.channels, invert=inverted)
-        return PuppetState(self.run("encoder", image=image)["rest_code"], inverted)
+            inverted = tone.inverted
+        else:
+            tone = None
+            inverted = opposite_polarity(region, normalisation.polarity)
+            image = to_model_input(region, normalisation, self.package.channels, invert=inverted)
+        rest_code = self.run("encoder", image=image)["rest_code"]
+        return PuppetState(rest_code, inverted, tone, self._measure(image))
+
+    def measure(self, state: PuppetState) -> dict[str, float]:
+        """The photo's own pose for the controls the puppet can read (e.g. a digit's slant), measured in `prepare`."""
+        return dict(state.measured)
 
     def apply(self, state: PuppetState, controls: Mapping[str, object]) -> np.ndarray:
         """Render the puppet at `controls`, take its attribute code, decode it with the photo's rest code."""
@@ -118,6 +127,24 @@ class PuppetEditor(Editor):
         for name, control in self.controls.items():
             values.setdefault(name, float(control.default))
         return values
+
+    def _measure(self, image: np.ndarray) -> dict[str, float]:
+        """The served continuous controls the puppet reads from the model's view of the region, inside their ranges.
+
+        Puppets render light on dark, so the view is read light on dark; a colour
+        model (no polarity) gives no reading, as its view has no ink to measure.
+        Two decimals: the estimators are not finer, and a slider shows no more.
+        """
+        polarity = self.package.normalisation.polarity
+        if polarity is None:
+            return {}
+        view = from_model_output(image, self.package.normalisation, invert=polarity != "light_on_dark")
+        readings = self.puppet.measure(view)
+        return {
+            name: round(float(np.clip(readings[name], control.minimum, control.maximum)), 2)
+            for name, control in self.controls.items()
+            if name in readings and control.kind == "continuous" and np.isfinite(readings[name])
+        }
 
     def _amount_to_input(self, amount: np.ndarray) -> np.ndarray:
         """(S, S) ink amount in [0, 1] → (1, C, S, S) float32 in the model's range."""

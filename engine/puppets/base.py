@@ -154,6 +154,16 @@ class Puppet(ABC):
         image = self.draw(self.resolve(values), int(size), int(seed))
         return np.ascontiguousarray(image, dtype=np.uint8)
 
+    def measure(self, image: np.ndarray) -> dict[str, float]:
+        """The controls this puppet can read back from an image posed like its renders ((S, S, 3) uint8).
+
+        Where a photo's own pose is readable the editor starts its sliders there,
+        so the first move changes the photo a little, not from the puppet's default.
+        Nothing by default: most controls (a face's expression, a scene's colours)
+        have no estimator.
+        """
+        return {}
+
     @abstractmethod
     def draw(self, values: Mapping[str, float], size: int, seed: int) -> np.ndarray:
         """Render already-validated, complete `values`; subclasses implement only this."""

@@ -30,6 +30,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import EditError
 from engine.puppets.base import Control, Puppet
+from engine.puppets.digit_measures import (
+    GLYPH_HEIGHT_AT_UNIT_SIZE,
+    measure_rotation,
+    measure_size,
+)
 
 DEBIAN_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
@@ -43,7 +48,6 @@ FONT_FACES: tuple[tuple[str, str], ...] = (
     ("Mono Bold", "DejaVuSansMono-Bold.ttf"),
 )
 
-GLYPH_HEIGHT_AT_UNIT_SIZE = 20 / 32  # ink height / image side at size 1.0 (MNIST's 20-px box in 32 px)
 THICKNESS_PER_UNIT = 0.03  # stroke offset per side, as a fraction of glyph height, at thickness ±1
 HIGH_RES_FONT_PX = 320  # rasterising size; DejaVu digits come out ~230 px tall
 FIELD_PADDING_PX = 16  # room around the glyph so the distance field can be dilated
@@ -183,3 +187,8 @@ class DigitsPuppet(Puppet):
         )
         grey = np.rint(coverage * 255.0).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
+
+    def measure(self, image: np.ndarray) -> dict[str, float]:
+        """Rotation and size of a light-on-dark digit, by the evaluation's own estimators (`digit_measures`)."""
+        images = np.asarray(image)[None]
+        return {"rotation": float(measure_rotation(images)[0]), "size": float(measure_size(images)[0])}

@@ -254,6 +254,7 @@ class MainWindow(QMainWindow):
         self.pipeline.encode_timed.connect(lambda ms: self.latency_label.setText(f"encode {ms:.0f} ms"))
         self.pipeline.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         self.pipeline.failed.connect(self.show_error)
+        self.pipeline.region_read.connect(self._region_read)
 
     # --- photos -----------------------------------------------------------------------------------------------
     def choose_photo(self) -> None:
@@ -458,10 +459,18 @@ class MainWindow(QMainWindow):
     def apply_controls(self) -> None:
         self.pipeline.commit(self.controls.values())
 
+    def _region_read(self, values: dict[str, float]) -> None:
+        """A new region's own pose (a digit's slant) becomes the sliders' start, so a first move changes it a little."""
+        self.controls.set_values(values, emit=False)
+        reading = ", ".join(f"{name} {value:.3g}" for name, value in values.items())
+        self.statusBar().showMessage(f"The region reads {reading}: the sliders start there", 6000)
+
     def _history_moved(self, index: int) -> None:
-        """After undo/redo the controls show the values of the edit now on top (or the defaults)."""
+        """After undo/redo the controls show the values of the edit now on top (or the region's own pose)."""
         command = self.document.undo_stack.command(index - 1) if index > 0 else None
-        values = command.values if isinstance(command, PatchCommand) else self.controls.defaults()
+        session = self.pipeline.session
+        start = {**self.controls.defaults(), **(session.measured if session is not None else {})}
+        values = command.values if isinstance(command, PatchCommand) else start
         if set(values) == set(self.controls.values()):
             self.controls.set_values(values, emit=False)
 

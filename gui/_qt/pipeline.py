@@ -63,6 +63,7 @@ class RegionSession:
     generation: int
     origin: tuple[int, int]  # (x, y) of the copied area in the photo
     session: EditSession
+    measured: dict[str, float]  # what the region reads as it is (a digit's slant): where its sliders start
 
     @property
     def box(self) -> Box:
@@ -112,7 +113,7 @@ def open_session(generation: int, editor: Editor, origin: tuple[int, int], part:
     """Cut and encode `box` of the copied area (runs on a worker: encoding is the expensive step)."""
     session = EditSession(part, editor, box)
     session.prepare()
-    return RegionSession(generation, origin, session)
+    return RegionSession(generation, origin, session, session.measured())
 
 
 def shrink_guide(pixels: np.ndarray) -> np.ndarray:
@@ -142,6 +143,7 @@ class EditPipeline(QObject):
     message = Signal(str)  # a status line for the user
     failed = Signal(str, str)  # title, message: an error the user must see
     session_ready = Signal()
+    region_read = Signal(dict)  # control values a newly encoded region reads, unless the user already moved one
 
     def __init__(self, document: Document, model: ActiveModel, runner: JobRunner, parent: QObject | None = None):
         super().__init__(parent)
@@ -200,9 +202,11 @@ class EditPipeline(QObject):
                 return
             self.session = session
             self.encode_timed.emit(session.session.prepare_ms or 0.0)
-            self.session_ready.emit()
             wanted, self._wanted_preview = self._wanted_preview, None
             pending, self._pending_commit = self._pending_commit, None
+            if wanted is None and pending is None and session.measured:
+                self.region_read.emit(dict(session.measured))  # before session_ready, so --set wins over it
+            self.session_ready.emit()
             if pending is not None:
                 self.commit(pending)
             elif wanted is not None:

@@ -7,6 +7,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -105,6 +106,30 @@ def test_opposite_polarity_region_is_inverted_and_inverted_back(puppet_editor: P
     edited_on_paper = puppet_editor.apply(inverted_state, {"rotation": 5.0})
     edited_on_black = puppet_editor.apply(plain_state, {"rotation": 5.0})
     assert np.abs(edited_on_paper.astype(int) + edited_on_black.astype(int) - 255).max() <= 1
+
+
+def turned_ink_bar(angle: float, size: int = SIZE) -> np.ndarray:
+    """Dark ink on light paper: a long bar turned `angle` degrees counter-clockwise about the centre."""
+    bar = np.zeros((size, size), np.float32)
+    bar[size // 8 : size - size // 8, size // 2 - 1 : size // 2 + 1] = 1.0
+    centre = (size - 1) / 2.0
+    turned = cv2.warpAffine(bar, cv2.getRotationMatrix2D((centre, centre), angle, 1.0), (size, size))
+    return np.repeat(np.rint(220 - 190 * turned).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def test_prepare_reads_the_regions_own_pose_inside_the_served_range(puppet_editor: PuppetEditor) -> None:
+    left, right = (puppet_editor.prepare(turned_ink_bar(angle)).measured["rotation"] for angle in (20.0, -15.0))
+    assert left == pytest.approx(20.0, abs=4.0) and right == pytest.approx(-15.0, abs=4.0)
+    assert puppet_editor.prepare(turned_ink_bar(60.0)).measured == {"rotation": 30.0}  # the model serves -30..30
+    state = puppet_editor.prepare(turned_ink_bar(20.0))
+    assert puppet_editor.measure(state) == {"rotation": left}
+    assert set(puppet_editor.measure(state)) == {"rotation"}  # the fixed digit is not a slider: never read
+
+
+def test_a_colour_puppet_model_reads_no_pose(tmp_path: Path) -> None:
+    folder = write_package(tmp_path / "colour", size=SIZE, polarity=None, grayscale=False)
+    editor = editors.load(load_package(folder), "cpu")
+    assert editor.measure(editor.prepare(turned_ink_bar(20.0))) == {}
 
 
 def test_region_at_the_wrong_size_is_an_edit_error(puppet_editor: PuppetEditor) -> None:

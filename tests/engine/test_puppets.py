@@ -167,6 +167,23 @@ def test_digit_width_stretches_the_ink_across_and_keeps_its_height(digits: Puppe
     assert wide_width / width == pytest.approx(1.5, abs=0.1)
 
 
+@pytest.mark.parametrize("digit", [0, 8])
+def test_digits_read_back_the_rotation_and_size_they_were_rendered_at(digits: Puppet, digit: int) -> None:
+    """Symmetric glyphs: their principal axis is the vertical, so a reading is the control itself (a "1"'s
+    flag tilts its axis by 6 degrees, which shifts every reading of it alike)."""
+    for rotation in (-40.0, -10.0, 25.0):
+        assert digits.measure(digits.render({"digit": digit, "rotation": rotation}, 64))["rotation"] == \
+            pytest.approx(rotation, abs=1.0)
+    for size in (0.8, 1.2):
+        assert digits.measure(digits.render({"digit": digit, "size": size}, 64))["size"] == pytest.approx(size, abs=0.03)
+
+
+@pytest.mark.parametrize("name", ["face", "shapes"])
+def test_puppets_without_estimators_read_nothing_from_an_image(name: str) -> None:
+    puppet = puppets.load(name)
+    assert puppet.measure(puppet.render(puppet.defaults(), 64)) == {}
+
+
 def test_missing_fonts_raise_edit_error_saying_what_to_install(monkeypatch) -> None:
     from engine.puppets import digits as digits_module
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -126,10 +127,44 @@ def test_undo_restores_pixels_exactly_and_redo_reapplies_them(editing: MainWindo
     editing.undo_action.trigger()
     np.testing.assert_array_equal(editing.document.pixels, before)
     np.testing.assert_array_equal(editing.canvas_pixels(), before)
-    assert editing.controls.values()["rotation"] == 0.0  # the controls follow the history
+    start = editing.pipeline.session.measured["rotation"]
+    assert editing.controls.values()["rotation"] == pytest.approx(start)  # the history's start: the region's pose
     editing.redo_action.trigger()
     np.testing.assert_array_equal(editing.document.pixels, edited)
     assert editing.controls.values()["rotation"] == -30.0
+
+
+def turned_bars_page(angles: tuple[float, ...]) -> tuple[np.ndarray, list[Box]]:
+    """A light page with one dark bar per angle (counter-clockwise degrees), side by side, and a box around each."""
+    page = np.full((160, 160 * len(angles), 3), 232, np.uint8)
+    boxes = []
+    for i, angle in enumerate(angles):
+        bar = np.zeros((160, 160), np.float32)
+        bar[40:120, 74:86] = 1.0
+        turned = cv2.warpAffine(bar, cv2.getRotationMatrix2D((79.5, 79.5), angle, 1.0), (160, 160))
+        page[:, 160 * i : 160 * (i + 1)] = np.rint(232 - 200 * turned)[..., None].astype(np.uint8)
+        boxes.append(Box(160 * i + 20, 20, 120, 120))
+    return page, boxes
+
+
+def test_a_new_region_starts_its_sliders_at_its_own_pose(window: MainWindow, qtbot, tmp_path: Path):
+    page, (left, right) = turned_bars_page((20.0, -25.0))
+    path = tmp_path / "bars.png"
+    Image.fromarray(page).save(path)
+    use_model(window, qtbot, "tiny-puppet")
+    window.open_photo(path)
+    settle(window, qtbot)
+    for box, angle in ((left, 20.0), (right, -25.0)):
+        window.document.set_box(box)
+        settle(window, qtbot)
+        assert window.controls.values()["rotation"] == pytest.approx(angle, abs=4.0)
+        assert "reads rotation" in window.statusBar().currentMessage()
+        assert window.document.preview is None and window.document.undo_stack.count() == 0  # reading edits nothing
+    window.document.set_box(left)
+    window.controls.set_values({"rotation": -40.0})  # moved while the region is still being encoded: the user wins
+    settle(window, qtbot)
+    assert window.controls.values()["rotation"] == -40.0
+    assert window.document.preview is not None and window.document.preview.values["rotation"] == -40.0
 
 
 def test_history_keeps_only_the_changed_rectangle(editing: MainWindow, qtbot):

@@ -14,6 +14,7 @@ import pytest
 from engine import puppets
 from engine.errors import TrainingError
 from engine.package import load_package
+from engine.puppets.digit_measures import measure_rotation, measure_size
 from engine.resources import resource_path
 from trainer.cli import main as train_main
 from trainer.data.mnist import mnist_split
@@ -23,8 +24,6 @@ from trainer.evaluate import (
     evaluation_grid,
     format_table,
     load_classifier,
-    measure_rotation,
-    measure_size,
     preview_grid,
     scale_to_size,
     write_manifest_metrics,

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from engine import puppets
 from engine.errors import TrainingError
 from engine.imageio import save_image
 from engine.package import load_package
+from engine.puppets.digit_measures import MEASURES, measure_rotation, measure_size
 from trainer.data.mnist import mnist_split
 from trainer.data.tensors import to_pixels, to_tensor
-from trainer.evaluate import evaluate_target, package_edit_function
+from trainer.evaluate import canonicalise, evaluate_target, package_edit_function
 from trainer.methods import load
 from trainer.methods.puppetgan import (
     PuppetGAN,
@@ -119,9 +121,6 @@ def test_with_discriminator_augmentation_both_sides_judge_the_augmented_views(ti
 
 
 def test_ink_height_reads_what_the_evaluation_reads_and_passes_gradients() -> None:
-    from trainer.data.tensors import to_tensor
-    from trainer.evaluate import measure_size
-
     digits = to_tensor(mnist_split("test").images[:20]).requires_grad_()
     heights = ink_height(digits)
     np.testing.assert_allclose(heights.detach().numpy(), measure_size(to_pixels(digits.detach())), atol=1e-5)
@@ -130,8 +129,6 @@ def test_ink_height_reads_what_the_evaluation_reads_and_passes_gradients() -> No
 
 
 def test_edit_ink_height_loss_is_zero_when_the_edit_is_as_tall_as_posed() -> None:
-    from trainer.data.tensors import to_tensor
-
     edits = to_tensor(mnist_split("test").images[:4])
     heights = ink_height(edits)
     assert float(edit_ink_height_loss(edits, heights)) == pytest.approx(0.0, abs=1e-6)
@@ -245,8 +242,6 @@ def test_evaluate_measures_a_package_through_its_onnx_graphs(tiny_method: Puppet
 
 
 def test_real_digits_get_the_configured_size_and_turn_and_are_left_alone_without_them(tiny_config) -> None:
-    from trainer.evaluate import measure_rotation, measure_size
-
     def real_batch(**settings) -> np.ndarray:
         method = PuppetGAN(dataclasses.replace(tiny_config, batch_size=16, **settings), torch.device("cpu"), seed=0)
         return to_pixels(method.draw_batch()["a"])
@@ -260,8 +255,6 @@ def test_real_digits_get_the_configured_size_and_turn_and_are_left_alone_without
 
 
 def test_the_photo_pose_loss_sees_each_real_digit_again_at_another_pose(tiny_config) -> None:
-    from trainer.evaluate import canonicalise, measure_rotation
-
     config = dataclasses.replace(tiny_config, batch_size=16, real_max_rotation=40.0, w_photo_pose_invariance=1.0)
     batch = PuppetGAN(config, torch.device("cpu"), seed=0).draw_batch()
     first, second = to_pixels(batch["a"]), to_pixels(batch["a_reposed"])
@@ -274,10 +267,6 @@ def test_the_photo_pose_loss_sees_each_real_digit_again_at_another_pose(tiny_con
 @pytest.mark.parametrize(("attribute", "pose", "new_pose"), [("rotation", 0.0, 25.0), ("rotation", 10.0, -30.0),
                                                               ("size", 1.0, 1.2), ("size", 1.1, 0.85)])
 def test_pose_warp_moves_a_puppet_render_to_its_render_at_the_new_pose(attribute, pose, new_pose) -> None:
-    from engine import puppets
-    from trainer.data.tensors import to_tensor
-    from trainer.evaluate import MEASURES
-
     puppet = puppets.load("digits")
     values = {control.name: control.default for control in puppet.controls}
     start, goal = (to_tensor(puppet.render({**values, attribute: value}, 32, seed=3)[None]) for value in (pose, new_pose))
@@ -298,8 +287,6 @@ def test_pose_warp_keeps_an_image_at_an_unchanged_pose(images: torch.Tensor) -> 
                                       {"w_pose_equivariance": 1.0, "attribute": "thickness"},
                                       {"w_photo_pose_invariance": 1.0}])
 def test_impossible_real_pose_settings_are_refused_with_the_setting_named(settings) -> None:
-    from engine.errors import TrainingError
-
     with pytest.raises(TrainingError, match=next(iter(settings))):
         PuppetGANConfig(**settings)
 

@@ -47,7 +47,12 @@ from torch.nn import functional as F
 
 from engine.errors import TrainingError
 from engine.puppets.base import Control
-from engine.puppets.digits import GLYPH_HEIGHT_AT_UNIT_SIZE
+from engine.puppets.digit_measures import (
+    GLYPH_HEIGHT_AT_UNIT_SIZE,
+    INK_ROW_HIGH,
+    INK_ROW_LOW,
+    MEASURES,
+)
 from trainer.data.mnist import MNIST_SIZE
 from trainer.data.real_images import MNIST, load_real_images
 from trainer.data.tensors import to_pixels, to_tensor
@@ -55,9 +60,6 @@ from trainer.data.triplets import TripletBatch, TripletSampler, TripletSpec
 from trainer.evaluate import (
     FULL_GRID_INPUTS,
     FULL_GRID_REFERENCES,
-    INK_ROW_HIGH,
-    INK_ROW_LOW,
-    MEASURES,
     EvaluationGrid,
     augment_digits,
     evaluation_grid,
@@ -234,7 +236,7 @@ def photo_pose_invariance_loss(edit_of_reposed_photo: torch.Tensor, edit: torch.
 def ink_height(images: torch.Tensor) -> torch.Tensor:
     """(B, C, S, S) light-on-dark images in [-1, 1] -> (B,) ink heights in the digits puppet's size units.
 
-    `trainer.evaluate.measure_size` in torch, differentiable almost everywhere: the
+    `engine.puppets.digit_measures.measure_size` in torch, differentiable almost everywhere: the
     rows holding ink, each weighted by its brightest pixel ramped from INK_ROW_LOW to
     INK_ROW_HIGH, over GLYPH_HEIGHT_AT_UNIT_SIZE x S.
     """
