@@ -77,7 +77,8 @@ class PuppetEditor(Editor):
             inverted = opposite_polarity(region, normalisation.polarity)
             image = to_model_input(region, normalisation, self.package.channels, invert=inverted)
         rest_code = self.run("encoder", image=image)["rest_code"]
-        return PuppetState(rest_code, inverted, tone, self._measure(image))
+        measured = self._measure(image) if tone is None or tone.inked else {}
+        return PuppetState(rest_code, inverted, tone, measured)
 
     def measure(self, state: PuppetState) -> dict[str, float]:
         """The photo's own pose for the controls the puppet can read (e.g. a digit's slant), measured in `prepare`."""
@@ -132,7 +133,8 @@ class PuppetEditor(Editor):
         """The served continuous controls the puppet reads from the model's view of the region, inside their ranges.
 
         Puppets render light on dark, so the view is read light on dark; a colour
-        model (no polarity) gives no reading, as its view has no ink to measure.
+        model (no polarity) gives no reading, as its view has no ink to measure,
+        and neither does bare paper (`prepare` asks the tone map).
         Two decimals: the estimators are not finer, and a slider shows no more.
         """
         polarity = self.package.normalisation.polarity

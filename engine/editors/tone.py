@@ -20,6 +20,7 @@ from engine.editors.base import opposite_polarity
 LOW_PERCENTILE = 2.0  # background level: robust to a few dark specks
 HIGH_PERCENTILE = 98.0  # ink level: robust to a few saturated pixels
 MIN_SPAN = 8.0  # grey levels; a flat region is not stretched into noise
+MIN_INK_CONTRAST = 32.0  # grey levels between background and ink below which a region is bare paper
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class ToneMap:
         coefficients, *_ = np.linalg.lstsq(design, region.reshape(-1, 3).astype(np.float32), rcond=None)
         paper, slope = coefficients.astype(np.float32)
         return cls(inverted=inverted, low=low, high=high, paper=paper, ink=paper + slope)
+
+    @property
+    def inked(self) -> bool:
+        """Whether the region holds ink at all: paper grain and shading span only a few grey levels."""
+        return self.high - self.low >= MIN_INK_CONTRAST
 
     def to_amount(self, region: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 → (S, S) float32 ink amount in [0, 1], the model's polarity."""

@@ -32,8 +32,10 @@ from engine.errors import EditError
 from engine.puppets.base import Control, Puppet
 from engine.puppets.digit_measures import (
     GLYPH_HEIGHT_AT_UNIT_SIZE,
-    measure_rotation,
-    measure_size,
+    INK_ROW_HIGH,
+    MEASURES,
+    MIN_ELONGATION,
+    elongation,
 )
 
 DEBIAN_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -189,6 +191,15 @@ class DigitsPuppet(Puppet):
         return np.repeat(grey[:, :, None], 3, axis=2)
 
     def measure(self, image: np.ndarray) -> dict[str, float]:
-        """Rotation and size of a light-on-dark digit, by the evaluation's own estimators (`digit_measures`)."""
+        """Rotation and size of a light-on-dark digit, by the evaluation's own estimators (`digit_measures`).
+
+        Blank paper reads nothing, and a blob with no long axis (a disc, paper
+        noise) no rotation: a reading there would move the slider at random.
+        """
         images = np.asarray(image)[None]
-        return {"rotation": float(measure_rotation(images)[0]), "size": float(measure_size(images)[0])}
+        if images.max() < INK_ROW_HIGH * 255:
+            return {}
+        readings = {name: float(measure(images)[0]) for name, measure in MEASURES.items()}
+        if elongation(images)[0] < MIN_ELONGATION:
+            del readings["rotation"]
+        return readings

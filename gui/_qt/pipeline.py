@@ -63,7 +63,11 @@ class RegionSession:
     generation: int
     origin: tuple[int, int]  # (x, y) of the copied area in the photo
     session: EditSession
-    measured: dict[str, float]  # what the region reads as it is (a digit's slant): where its sliders start
+
+    @property
+    def measured(self) -> dict[str, float]:
+        """What the region reads as it is (a digit's slant): where its sliders start."""
+        return self.session.measured()
 
     @property
     def box(self) -> Box:
@@ -113,7 +117,7 @@ def open_session(generation: int, editor: Editor, origin: tuple[int, int], part:
     """Cut and encode `box` of the copied area (runs on a worker: encoding is the expensive step)."""
     session = EditSession(part, editor, box)
     session.prepare()
-    return RegionSession(generation, origin, session, session.measured())
+    return RegionSession(generation, origin, session)
 
 
 def shrink_guide(pixels: np.ndarray) -> np.ndarray:
@@ -204,8 +208,9 @@ class EditPipeline(QObject):
             self.encode_timed.emit(session.session.prepare_ms or 0.0)
             wanted, self._wanted_preview = self._wanted_preview, None
             pending, self._pending_commit = self._pending_commit, None
-            if wanted is None and pending is None and session.measured:
-                self.region_read.emit(dict(session.measured))  # before session_ready, so --set wins over it
+            measured = session.measured
+            if wanted is None and pending is None and measured:
+                self.region_read.emit(measured)  # before session_ready, so --set wins over it
             self.session_ready.emit()
             if pending is not None:
                 self.commit(pending)

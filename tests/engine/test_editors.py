@@ -126,6 +126,15 @@ def test_prepare_reads_the_regions_own_pose_inside_the_served_range(puppet_edito
     assert set(puppet_editor.measure(state)) == {"rotation"}  # the fixed digit is not a slider: never read
 
 
+def test_bare_paper_reads_no_pose(puppet_editor: PuppetEditor) -> None:
+    shading = np.linspace(222, 236, SIZE)[None, :, None]  # a lighting gradient across the region
+    grain = np.random.default_rng(0).normal(0, 3, (SIZE, SIZE, 3))
+    paper = np.clip(np.broadcast_to(shading, (SIZE, SIZE, 3)) + grain, 0, 255).astype(np.uint8)
+    assert puppet_editor.prepare(paper).measured == {}
+    assert puppet_editor.prepare(np.full((SIZE, SIZE, 3), 230, np.uint8)).measured == {}
+    assert puppet_editor.prepare(turned_ink_bar(20.0)).measured  # the same paper with ink on it reads
+
+
 def test_a_colour_puppet_model_reads_no_pose(tmp_path: Path) -> None:
     folder = write_package(tmp_path / "colour", size=SIZE, polarity=None, grayscale=False)
     editor = editors.load(load_package(folder), "cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -176,6 +177,13 @@ def test_digits_read_back_the_rotation_and_size_they_were_rendered_at(digits: Pu
             pytest.approx(rotation, abs=1.0)
     for size in (0.8, 1.2):
         assert digits.measure(digits.render({"digit": digit, "size": size}, 64))["size"] == pytest.approx(size, abs=0.03)
+
+
+def test_digits_read_no_pose_from_blank_paper_and_no_rotation_from_a_disc(digits: Puppet) -> None:
+    assert digits.measure(np.zeros((32, 32, 3), np.uint8)) == {}
+    disc = np.zeros((32, 32, 3), np.uint8)
+    cv2.circle(disc, (16, 16), 8, (255, 255, 255), thickness=-1)
+    assert set(digits.measure(disc)) == {"size"}
 
 
 @pytest.mark.parametrize("name", ["face", "shapes"])
