@@ -17,6 +17,8 @@ GLYPH_HEIGHT_AT_UNIT_SIZE = 20 / 32  # ink height / image side at size 1.0 (MNIS
 # Ink rows count fully from this brightest-pixel value up and not at all below INK_ROW_LOW (pixels in [0, 1]).
 INK_ROW_LOW, INK_ROW_HIGH = 0.25, 0.75
 
+MIN_ELONGATION = 1.1  # major / minor second moment below which a glyph has no principal axis (see `elongation`)
+
 
 def ink_levels(images: np.ndarray) -> np.ndarray:
     """(N, S, S, 3) or (N, S, S) uint8 -> (N, S, S) float in [0, 1], light glyph on dark."""
@@ -64,9 +66,6 @@ def elongation(images: np.ndarray) -> np.ndarray:
     _, _, xx, yy, xy = moments(ink_levels(images))
     trace, spread = xx + yy, np.sqrt((xx - yy) ** 2 + 4.0 * xy**2)
     return (trace + spread) / np.maximum(trace - spread, 1e-9)
-
-
-MIN_ELONGATION = 1.1
 
 
 def measure_size(images: np.ndarray) -> np.ndarray:
